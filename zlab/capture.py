@@ -6,8 +6,9 @@ emits the next one -- usually the context's I/O thread -- blocks, and every
 socket of that context stops (measured, see the BRIEF). So:
 
 * each reader sets ``RCVHWM = 0`` before connecting: its queue never fills;
-* each reader connects before ``monitor()`` binds (inproc allows connect
-  before bind), to an endpoint unique to this collector and socket;
+* each reader connects right after ``monitor()`` binds, to an endpoint
+  unique to this collector and socket (connecting first, which inproc
+  allows, was measured to hold the last events of a burst back);
 * the reader lives in the watched socket's own context (inproc endpoints
   belong to one context; a sync shadow for ``zmq.asyncio`` sockets);
 * detaching stops the monitor first and closes the reader only after
@@ -67,7 +68,7 @@ class Collector:
 
     _ids = itertools.count()
 
-    def __init__(self, log: EventLog):
+    def __init__(self, log: EventLog, *, start: bool = True):
         self.log = log
         self._prefix = f"inproc://zlab-monitor-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._counter = itertools.count()
@@ -76,7 +77,8 @@ class Collector:
         self._attached: list[Watch] = []
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"zlab-collector-{next(self._ids)}", daemon=True)
-        self._thread.start()
+        if start:
+            self._thread.start()
         #: Malformed monitor messages seen (kept out of the log, counted here).
         self.malformed = 0
 
@@ -98,12 +100,14 @@ class Collector:
         reader = reader_ctx.socket(zmq.PAIR)
         reader.setsockopt(zmq.RCVHWM, 0)  # never let the monitor queue fill: see module doc
         reader.setsockopt(zmq.LINGER, 0)
-        reader.connect(address)  # connect before bind: no event can be emitted unread-able
         try:
             sock.monitor(address, zmq.EVENT_ALL)
         except zmq.ZMQError:
             reader.close()
             raise
+        # Connect after monitor() binds. Connecting first (inproc allows it) was measured to
+        # hold the last few events of a burst back until the watched socket closes.
+        reader.connect(address)
         watch = Watch(sock, label, reader, address)
         self._attached.append(watch)
         self._requests.put(("add", watch))
@@ -155,7 +159,13 @@ class Collector:
         self.request_stop(live)
         self.wait_stopped(live, timeout)
         self._stopping.set()
-        self._thread.join(timeout + 1.0)
+        if self._thread.is_alive():
+            self._thread.join(timeout + 1.0)
+
+    def start(self) -> None:
+        """Start draining (only needed with ``start=False``, e.g. to measure a drain ceiling)."""
+        if not self._thread.is_alive() and not self._stopping.is_set():
+            self._thread.start()
 
     @property
     def alive(self) -> bool:

@@ -48,6 +48,19 @@ def versions() -> dict[str, Any]:
     }
 
 
+_TRANSPORTS = ("tcp", "ipc", "inproc", "pgm", "epgm", "ws", "wss", "tipc", "vmci", "norm")
+
+
+def _check_endpoint(endpoint: str) -> None:
+    """``ValueError`` for an endpoint that is not ``transport://address``."""
+    transport, sep, address = endpoint.partition("://") if isinstance(endpoint, str) else ("", "", "")
+    if not sep or not address or transport not in _TRANSPORTS:
+        raise ValueError(
+            f"malformed endpoint {endpoint!r}; use tcp://127.0.0.1:PORT, ipc://PATH or inproc://NAME "
+            "(or 'tcp', 'ipc', 'inproc' to bind a fresh one)"
+        )
+
+
 class _Closeable(Protocol):
     def close(self) -> Any: ...
 
@@ -253,6 +266,7 @@ class Lab:
         """
         if endpoint in ("tcp", "ipc", "inproc"):
             endpoint = self.new_endpoint(endpoint)
+        _check_endpoint(endpoint)
         deadline = time.monotonic() + retry_for
         while True:
             try:
@@ -271,6 +285,7 @@ class Lab:
 
     def connect(self, sock: zmq.Socket, endpoint: str) -> str:
         """Connect ``sock`` to ``endpoint``; a malformed endpoint raises ``ValueError``."""
+        _check_endpoint(endpoint)
         try:
             sock.connect(endpoint)
         except zmq.ZMQError as exc:
@@ -337,6 +352,22 @@ class Lab:
         from .topology import dealer_router
 
         return dealer_router(self, **kwargs)
+
+    # -- faults (see zlab.peer, zlab.proxy) ---------------------------------------------------
+    def peer(self, kind: str | int, name: str | None = None, **kwargs: Any):
+        """Start a ZeroMQ socket in a child process (``bind=`` or ``connect=``, options as for
+        :meth:`socket`); its events join this log under ``name``. See :func:`zlab.peer.start_peer`."""
+        from .peer import start_peer
+
+        return start_peer(self, kind, name, **kwargs)
+
+    def proxy(self, target: Any, name: str | None = None, **kwargs: Any):
+        """Start a fault proxy (a TCP relay) in front of ``target``; connect to its ``.endpoint``
+        instead. Closed before peers and sockets. See :class:`zlab.proxy.Proxy`."""
+        from .proxy import Proxy
+
+        self._check_open()
+        return self.adopt(Proxy(self, target, name, **kwargs), "proxy")
 
     # -- closing ---------------------------------------------------------------------
     def close(self) -> None:

@@ -1,0 +1,28 @@
+"""Shared fixtures: a Lab that is always closed, and leak accounting helpers."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import zlab  # noqa: E402
+
+
+@pytest.fixture
+def lab():
+    """A fresh Lab, closed after the test however it ends."""
+    with zlab.Lab() as lab:
+        yield lab
+
+
+def open_fds() -> int:
+    """Descriptors open in this process right now."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def live_threads() -> int:
+    return threading.active_count()
