@@ -21,16 +21,16 @@ from .options import OPTIONS, SOCKET_TYPES, OptionSpec
 from .topology import DealerRouter, PubSub, PushPull, ReqRep, Topology
 
 __all__ = [
-    "OPTIONS",
-    "SOCKET_TYPES",
     "DealerRouter",
     "Event",
     "EventLog",
     "Lab",
+    "OPTIONS",
     "OptionSpec",
     "PubSub",
     "PushPull",
     "ReqRep",
+    "SOCKET_TYPES",
     "Subscription",
     "Topology",
     "__version__",
