@@ -52,6 +52,7 @@ class Watch:
         #: Set once MONITOR_STOPPED was read and the reader closed.
         self.stopped = threading.Event()
         self.events = 0
+        self.endpoints: dict[str, str] = {}
 
     def __repr__(self) -> str:
         state = "stopped" if self.stopped.is_set() else "live"
@@ -208,6 +209,7 @@ class Collector:
         reader, label, log = watch.reader, watch.label, self.log
         recv, now, NOBLOCK = reader.recv, log.now, zmq.NOBLOCK
         batch: list[Event] = []
+        endpoints = watch.endpoints
         stopped = False
         try:
             for _ in range(_BATCH):
@@ -218,6 +220,7 @@ class Collector:
                 except ValueError:
                     self.malformed += 1
                     continue
+                ep = endpoints.setdefault(ep, ep)  # one str per endpoint: a storm repeats them
                 batch.append(Event(now(), label, event_name(number), value, ep))
                 if number == _MONITOR_STOPPED:
                     stopped = True
