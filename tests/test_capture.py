@@ -8,13 +8,20 @@ import zlab
 from conftest import live_threads, open_fds
 
 
-def settle(lab, sock, total, timeout=10.0):
-    """Wait until the log holds ``total`` events, using ``sock`` meanwhile: an unbind only
-    completes when the owning thread next uses the socket (libzmq)."""
-    deadline = time.monotonic() + timeout
-    while lab.log.total < total and time.monotonic() < deadline:
-        sock.getsockopt(zmq.EVENTS)
-        time.sleep(0.005)
+def flap(sock, cycles):
+    """bind + unbind on a fresh loopback port: LISTENING then CLOSED, ``cycles`` times."""
+    for _ in range(cycles):
+        sock.bind("tcp://127.0.0.1:*")
+        sock.unbind(sock.last_endpoint)
+
+
+def close_and_count(lab, sock, name):
+    """Close ``sock`` and wait for its MONITOR_STOPPED. Measured (libzmq 4.3.5): in a tight
+    bind/unbind loop about 0.1 % of the CLOSED events are held back until the socket closes,
+    with a bare pyzmq reader too; after close every one has arrived."""
+    sock.close()
+    lab.wait_for("MONITOR_STOPPED", name, timeout=5)
+    return lab.log.counts(name)
 
 
 def test_dealer_pair_shows_libzmq_test_monitor_lifecycle(lab):
@@ -62,30 +69,34 @@ def test_connection_churn_loses_no_event(lab):
 
 
 def test_bind_unbind_storm_with_slow_subscriber_does_not_freeze():
-    with zlab.Lab(cap=1000) as lab:
+    with zlab.Lab() as lab:
         lab.log.subscribe(lambda ev: time.sleep(0.001))  # 1 ms per event: far slower than capture
         sock = lab.socket("DEALER", "flapper")
         start = time.monotonic()
-        for _ in range(3000):
-            sock.bind("tcp://127.0.0.1:*")
-            sock.unbind(sock.last_endpoint)
+        flap(sock, 3000)
         elapsed = time.monotonic() - start
-        settle(lab, sock, 6000)
         assert elapsed < 10, f"3000 bind/unbind cycles took {elapsed:.1f} s"
-        assert lab.log.total == 6000  # 3000 LISTENING + 3000 CLOSED, none lost
-        assert len(lab.log) + lab.log.discarded == lab.log.total
-        assert len(lab.log) == 1000
+        lab.wait_for("LISTENING", "flapper", count=3000, timeout=5)
+        counts = close_and_count(lab, sock, "flapper")
+        assert counts["LISTENING"] == 3000 and counts["CLOSED"] == 3000
+        assert lab.log.discarded == 0
+
+
+def test_a_small_cap_counts_what_it_discards_and_never_blocks():
+    with zlab.Lab(cap=1000) as lab:
+        sock = lab.socket("DEALER", "flapper")
+        flap(sock, 3000)
+        close_and_count(lab, sock, "flapper")
+        assert lab.log.total == 6001  # 3000 LISTENING + 3000 CLOSED + MONITOR_STOPPED
+        assert len(lab.log) == 1000 and lab.log.discarded == 5001
 
 
 def test_unbounded_backlog_never_blocks_the_emitter(lab):
     # libzmq blocks once ~2000 events wait unread with a default reader; RCVHWM 0 means never.
     watched = lab.socket("DEALER", "watched")
-    for _ in range(5000):
-        watched.bind("tcp://127.0.0.1:*")
-        watched.unbind(watched.last_endpoint)
-    settle(lab, watched, 10000)
-    lab.wait_for("CLOSED", "watched", count=5000, timeout=0)
-    assert lab.log.counts("watched")["LISTENING"] == 5000
+    flap(watched, 5000)
+    counts = close_and_count(lab, watched, "watched")
+    assert counts["LISTENING"] == 5000 and counts["CLOSED"] == 5000
 
 
 def test_closing_the_lab_leaves_user_sockets_usable():
