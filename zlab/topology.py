@@ -10,7 +10,8 @@ libzmq 4.3.5): the builder records a NOTE saying so instead of waiting.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -100,6 +101,16 @@ def _wait_ready(topo: Topology, connectors: list[str], binders: list[str], links
         topo.lab.wait_for("HANDSHAKE_SUCCEEDED", name, timeout=timeout, count=per_binder)
 
 
+@contextmanager
+def _building(topo: Topology) -> Iterator[Topology]:
+    """Close every socket made so far if building fails: no half-built topology stays open."""
+    try:
+        yield topo
+    except BaseException:
+        topo.close()
+        raise
+
+
 def _opts(options: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(options or {})
 
@@ -125,30 +136,30 @@ def pubsub(
     bounds the wait for handshakes; ``TimeoutError`` if they do not come.
     """
     _check(transport, subscribers, "subscribers")
-    topo = PubSub(lab, transport, pub_binds=pub_binds)
-    pub_name = f"{prefix}pub"
-    pub = lab.socket("PUB", pub_name, **_opts(pub_options))
-    topo.pub, topo.sockets[pub_name] = pub, pub
-    sub_opts = {"subscribe": b"", **_opts(sub_options)}
-    if pub_binds:
-        topo.endpoints.append(lab.bind(pub, transport))
-    for i in range(subscribers):
-        name = f"{prefix}sub{i}"
-        sub = lab.socket("SUB", name, **sub_opts)
-        topo.subs.append(sub)
-        topo.sockets[name] = sub
+    with _building(PubSub(lab, transport, pub_binds=pub_binds)) as topo:
+        pub_name = f"{prefix}pub"
+        pub = lab.socket("PUB", pub_name, **_opts(pub_options))
+        topo.pub, topo.sockets[pub_name] = pub, pub
+        sub_opts = {"subscribe": b"", **_opts(sub_options)}
         if pub_binds:
-            lab.connect(sub, topo.endpoint)
-        else:
-            endpoint = lab.bind(sub, transport)
-            topo.endpoints.append(endpoint)
-            lab.connect(pub, endpoint)
-    if wait:
-        subs = [n for n in topo.sockets if n != pub_name]
-        if pub_binds:
-            _wait_ready(topo, subs, [pub_name], subscribers, timeout)
-        else:
-            _wait_ready(topo, [pub_name], subs, subscribers, timeout)
+            topo.endpoints.append(lab.bind(pub, transport))
+        for i in range(subscribers):
+            name = f"{prefix}sub{i}"
+            sub = lab.socket("SUB", name, **sub_opts)
+            topo.subs.append(sub)
+            topo.sockets[name] = sub
+            if pub_binds:
+                lab.connect(sub, topo.endpoint)
+            else:
+                endpoint = lab.bind(sub, transport)
+                topo.endpoints.append(endpoint)
+                lab.connect(pub, endpoint)
+        if wait:
+            subs = [n for n in topo.sockets if n != pub_name]
+            if pub_binds:
+                _wait_ready(topo, subs, [pub_name], subscribers, timeout)
+            else:
+                _wait_ready(topo, [pub_name], subs, subscribers, timeout)
     return topo
 
 
@@ -164,14 +175,13 @@ def reqrep(
 ) -> ReqRep:
     """A REP that binds and a REQ that connects, labelled ``req`` and ``rep``."""
     _check(transport, 1, "count")
-    topo = ReqRep(lab, transport)
-    rep = lab.socket("REP", f"{prefix}rep", **_opts(rep_options))
-    topo.endpoints.append(lab.bind(rep, transport))
-    req = lab.socket("REQ", f"{prefix}req", connect=topo.endpoint, **_opts(req_options))
-    topo.rep, topo.req = rep, req
-    topo.sockets.update({f"{prefix}req": req, f"{prefix}rep": rep})
-    if wait:
-        _wait_ready(topo, [f"{prefix}req"], [f"{prefix}rep"], 1, timeout)
+    with _building(ReqRep(lab, transport)) as topo:
+        rep = topo.rep = topo.sockets[f"{prefix}rep"] = lab.socket("REP", f"{prefix}rep", **_opts(rep_options))
+        topo.endpoints.append(lab.bind(rep, transport))
+        topo.req = topo.sockets[f"{prefix}req"] = lab.socket("REQ", f"{prefix}req", connect=topo.endpoint,
+                                                             **_opts(req_options))
+        if wait:
+            _wait_ready(topo, [f"{prefix}req"], [f"{prefix}rep"], 1, timeout)
     return topo
 
 
@@ -188,17 +198,16 @@ def pushpull(
 ) -> PushPull:
     """A PUSH that binds and ``pullers`` PULLs that connect, labelled ``push``, ``pull0``..."""
     _check(transport, pullers, "pullers")
-    topo = PushPull(lab, transport)
-    push = lab.socket("PUSH", f"{prefix}push", **_opts(push_options))
-    topo.push, topo.sockets[f"{prefix}push"] = push, push
-    topo.endpoints.append(lab.bind(push, transport))
-    for i in range(pullers):
-        name = f"{prefix}pull{i}"
-        pull = lab.socket("PULL", name, connect=topo.endpoint, **_opts(pull_options))
-        topo.pulls.append(pull)
-        topo.sockets[name] = pull
-    if wait:
-        _wait_ready(topo, [n for n in topo.sockets if n != f"{prefix}push"], [f"{prefix}push"], pullers, timeout)
+    with _building(PushPull(lab, transport)) as topo:
+        push = topo.push = topo.sockets[f"{prefix}push"] = lab.socket("PUSH", f"{prefix}push", **_opts(push_options))
+        topo.endpoints.append(lab.bind(push, transport))
+        for i in range(pullers):
+            name = f"{prefix}pull{i}"
+            pull = topo.sockets[name] = lab.socket("PULL", name, connect=topo.endpoint, **_opts(pull_options))
+            topo.pulls.append(pull)
+        if wait:
+            pulls = [n for n in topo.sockets if n != f"{prefix}push"]
+            _wait_ready(topo, pulls, [f"{prefix}push"], pullers, timeout)
     return topo
 
 
@@ -214,12 +223,12 @@ def dealer_router(
 ) -> DealerRouter:
     """A ROUTER that binds and a DEALER that connects, labelled ``dealer`` and ``router``."""
     _check(transport, 1, "count")
-    topo = DealerRouter(lab, transport)
-    router = lab.socket("ROUTER", f"{prefix}router", **_opts(router_options))
-    topo.endpoints.append(lab.bind(router, transport))
-    dealer = lab.socket("DEALER", f"{prefix}dealer", connect=topo.endpoint, **_opts(dealer_options))
-    topo.router, topo.dealer = router, dealer
-    topo.sockets.update({f"{prefix}dealer": dealer, f"{prefix}router": router})
-    if wait:
-        _wait_ready(topo, [f"{prefix}dealer"], [f"{prefix}router"], 1, timeout)
+    with _building(DealerRouter(lab, transport)) as topo:
+        router = topo.router = topo.sockets[f"{prefix}router"] = lab.socket(
+            "ROUTER", f"{prefix}router", **_opts(router_options))
+        topo.endpoints.append(lab.bind(router, transport))
+        topo.dealer = topo.sockets[f"{prefix}dealer"] = lab.socket(
+            "DEALER", f"{prefix}dealer", connect=topo.endpoint, **_opts(dealer_options))
+        if wait:
+            _wait_ready(topo, [f"{prefix}dealer"], [f"{prefix}router"], 1, timeout)
     return topo
