@@ -52,3 +52,11 @@ def test_lab_socket_rejects_bad_options_and_leaves_nothing_open(lab):
         lab.socket("PUB", "pub", reconnect_ivl_max=-1)
     assert lab.sockets == {}
     assert lab.socket("PUB", "pub").getsockopt(zmq.LINGER) == 0
+
+
+def test_heartbeat_timeout_minus_1_means_libzmq_default_and_is_left_unset(lab):
+    # libzmq 4.3.5 reads -1 (= heartbeat_ivl) but refuses to be set to it (EINVAL).
+    sock = lab.socket("DEALER", heartbeat_ivl=100, heartbeat_timeout=-1)
+    assert sock.getsockopt(zmq.HEARTBEAT_TIMEOUT) == -1
+    with pytest.raises(ValueError, match=r"0\.\.2147483647 ms \(or -1 for libzmq's default\)"):
+        validate_option("heartbeat_timeout", -2)

@@ -33,6 +33,9 @@ class OptionSpec:
     minimum: int
     maximum: int | None
     doc: str
+    #: A value that means "libzmq's default" but that libzmq refuses to set (EINVAL):
+    #: accepted by validation, and then left unset.
+    unset: int | None = None
 
     @property
     def zmq_constant(self) -> int:
@@ -40,11 +43,13 @@ class OptionSpec:
 
     def allowed(self) -> str:
         top = "2147483647" if self.maximum is None else str(self.maximum)
-        return f"{self.minimum}..{top} {self.unit}".strip()
+        extra = f" (or {self.unset} for libzmq's default)" if self.unset is not None else ""
+        return f"{self.minimum}..{top} {self.unit}{extra}".strip()
 
 
-def _spec(name: str, unit: str, default: int, minimum: int, maximum: int | None, doc: str) -> OptionSpec:
-    return OptionSpec(name, unit, default, minimum, maximum, doc)
+def _spec(name: str, unit: str, default: int, minimum: int, maximum: int | None, doc: str,
+          unset: int | None = None) -> OptionSpec:
+    return OptionSpec(name, unit, default, minimum, maximum, doc, unset)
 
 
 OPTIONS: dict[str, OptionSpec] = {
@@ -52,9 +57,10 @@ OPTIONS: dict[str, OptionSpec] = {
     for s in [
         _spec("heartbeat_ivl", "ms", 0, 0, None,
               "send a ZMTP PING every N ms; 0 = no heartbeats (zmq_setsockopt(3) ZMQ_HEARTBEAT_IVL)"),
-        _spec("heartbeat_timeout", "ms", -1, -1, None,
-              "drop the connection if no traffic N ms after a PING; -1 = use heartbeat_ivl "
-              "(getsockopt reads -1; the manual says 0)"),
+        _spec("heartbeat_timeout", "ms", -1, 0, None,
+              "drop the connection if nothing arrives N ms after a PING; 0 = never. The default reads "
+              "-1 (= heartbeat_ivl; the manual says 0) and cannot be set: -1 here leaves it unset",
+              unset=-1),
         _spec("heartbeat_ttl", "ms", 0, 0, 6553599,
               "ask the peer to time us out after N ms of silence; sent in deciseconds, so at most 6553.5 s"),
         _spec("reconnect_ivl", "ms", 100, -1, None,
@@ -149,6 +155,8 @@ def validate_option(name: str, value: Any) -> Any:
         else:
             raise ValueError(f"{key} must be a whole number in {spec.allowed()}; got {value!r}")
     top = _INT32_MAX if spec.maximum is None else spec.maximum
+    if value == spec.unset:
+        return value
     if not spec.minimum <= value <= top:
         raise ValueError(f"{key} must be in {spec.allowed()}; got {value}")
     return value
@@ -169,4 +177,7 @@ def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:
 def apply_options(sock: zmq.Socket, options: Mapping[str, Any]) -> None:
     """Validate and set ``options`` on ``sock`` (from the socket's own thread)."""
     for name, value in validate_options(options).items():
+        spec = OPTIONS.get(name)
+        if spec is not None and spec.unset is not None and value == spec.unset:
+            continue  # libzmq's own default, which it refuses to be set to
         sock.setsockopt(getattr(zmq, name.upper()), value)
