@@ -27,6 +27,7 @@ from .capture import Collector, Watch
 from .eventlog import DEFAULT_CAP, EventLog
 from .events import Event
 from .options import apply_options, socket_type, socket_type_name, validate_options
+from .policies import SerializedSocket
 
 __all__ = ["Lab", "versions"]
 
@@ -177,7 +178,8 @@ class Lab:
         opts = validate_options(options)
         opts.setdefault("linger", 0)
         label = self._label(name, socket_type_name(stype))
-        sock = self.context.socket(stype)
+        # Serialised so that policy threads (RetryLimiter, admin) can act on it safely: zlab.policies.
+        sock = self.context.socket(stype, socket_class=SerializedSocket)
         try:
             apply_options(sock, opts)
             self._state.owned.add(id(sock))
@@ -368,6 +370,28 @@ class Lab:
 
         self._check_open()
         return self.adopt(Proxy(self, target, name, **kwargs), "proxy")
+
+    # -- policies and operator control (see zlab.connections, zlab.policies, zlab.admin) ------
+    def connections(self, *, silent_after_s: float = 1.0, socket: str | None = None):
+        """The connection table now: one :class:`zlab.connections.ConnectionState` per (socket,
+        endpoint), derived from the logged monitor events; see :mod:`zlab.connections`."""
+        from .connections import connection_table
+
+        return connection_table(self.log.filter(), self.now(), silent_after_s=silent_after_s, socket=socket)
+
+    def limit_retries(self, socket: str, max_attempts: int | None = 5, give_up_after_s: float | None = None,
+                      on_give_up: Any = None):
+        """Attach a :class:`zlab.policies.RetryLimiter` to the socket named ``socket`` (closed by :meth:`close`)."""
+        from .policies import RetryLimiter
+
+        return RetryLimiter(self, socket, max_attempts, give_up_after_s, on_give_up)
+
+    def serve_admin(self, endpoint: str = "tcp://127.0.0.1:*"):
+        """Serve the operator commands on a REP socket (``zlab admin``); see :class:`zlab.admin.AdminEndpoint`."""
+        from .admin import AdminEndpoint
+
+        self._check_open()
+        return AdminEndpoint(self, endpoint)
 
     # -- closing ---------------------------------------------------------------------
     def close(self) -> None:

@@ -18,12 +18,47 @@ from ..events import Event
 from ..lab import Lab, versions
 from ..options import OPTIONS, validate_option
 
-__all__ = ["SCENARIOS", "Scenario", "ScenarioResult", "get", "run", "scenario", "validate_settings"]
+__all__ = ["SCENARIOS", "Choice", "Range", "Scenario", "ScenarioResult", "get", "parse_value", "run", "scenario",
+           "validate_settings"]
 
 #: Longest a scenario may be asked to collect, in seconds.
 MAX_DURATION = 120.0
 
 Body = Callable[[Lab, dict[str, Any]], tuple[dict[str, Any], list[str]]]
+
+
+class Choice:
+    """A text setting limited to a few values; the first one is the default.
+
+    ``@scenario("monitor-freeze", ..., reader=Choice("unread", "none", "rcvhwm0"))``
+    """
+
+    def __init__(self, *values: str):
+        if not values or not all(isinstance(v, str) for v in values):
+            raise ValueError(f"Choice needs one or more text values; got {values!r}")
+        self.values: tuple[str, ...] = values
+
+    @property
+    def default(self) -> str:
+        return self.values[0]
+
+    def __repr__(self) -> str:
+        return f"Choice{self.values!r}"
+
+
+class Range:
+    """A numeric setting with inclusive bounds: ``messages=Range(20000, 1, 200_000)``.
+
+    Keeps every loop a scenario runs bounded even when a user overrides it.
+    """
+
+    def __init__(self, default: int | float, minimum: int | float, maximum: int | float):
+        if not minimum <= default <= maximum:
+            raise ValueError(f"default {default!r} is outside {minimum!r}..{maximum!r}")
+        self.default, self.minimum, self.maximum = default, minimum, maximum
+
+    def __repr__(self) -> str:
+        return f"Range({self.default!r}, {self.minimum!r}, {self.maximum!r})"
 
 
 @dataclass
@@ -65,6 +100,31 @@ class Scenario:
     description: str
     defaults: Mapping[str, Any]
     body: Body
+    #: Settings limited to a few text values (see :class:`Choice`): key -> allowed values.
+    choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Numeric settings with bounds (see :class:`Range`): key -> (minimum, maximum).
+    ranges: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
+
+    def setting_unit(self, key: str) -> str:
+        """The unit or kind of a setting, for help texts: ``ms``, ``s``, ``count``, ``true/false``..."""
+        default = self.defaults[key]
+        if key in self.choices:
+            return "|".join(self.choices[key])
+        if key in OPTIONS:
+            return OPTIONS[key].unit
+        if key == "duration" or key.endswith("_s"):
+            return "s"
+        if key.endswith("_ms"):
+            return "ms"
+        if isinstance(default, bool):
+            return "true/false"
+        if isinstance(default, int):
+            return "count"
+        if isinstance(default, float):
+            return "number"
+        if isinstance(default, bytes):
+            return "bytes"
+        return "text"
 
     def run(self, *, on_event: Callable[[Event], None] | None = None, lab: Lab | None = None,
             **overrides: Any) -> ScenarioResult:
@@ -90,7 +150,10 @@ def scenario(name: str, description: str, **defaults: Any) -> Callable[[Body], B
     """Register ``body`` as the scenario ``name`` with its default settings."""
 
     def register(body: Body) -> Body:
-        SCENARIOS[name] = Scenario(name, description, dict(defaults), body)
+        plain = {k: (v.default if isinstance(v, (Choice, Range)) else v) for k, v in defaults.items()}
+        choices = {k: v.values for k, v in defaults.items() if isinstance(v, Choice)}
+        ranges = {k: (v.minimum, v.maximum) for k, v in defaults.items() if isinstance(v, Range)}
+        SCENARIOS[name] = Scenario(name, description, plain, body, choices, ranges)
         return body
 
     return register
@@ -121,8 +184,64 @@ def validate_settings(sc: Scenario, overrides: Mapping[str, Any]) -> dict[str, A
         if key not in settings:
             allowed = ", ".join(sorted(settings)) or "none"
             raise ValueError(f"scenario {sc.name!r} has no setting {key!r}; its settings: {allowed}")
-        settings[key] = _check_setting(key, value, sc.defaults[key])
+        if key in sc.choices:
+            if value not in sc.choices[key]:
+                raise ValueError(f"{key} must be one of {', '.join(sc.choices[key])}; got {value!r}")
+            settings[key] = value
+            continue
+        checked = _check_setting(key, value, sc.defaults[key])
+        if key in sc.ranges:
+            low, high = sc.ranges[key]
+            if not low <= checked <= high:
+                raise ValueError(f"{key} must be in {low}..{high}; got {checked!r}")
+        settings[key] = checked
     return settings
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def parse_value(sc: Scenario, key: str, text: str) -> Any:
+    """Turn the text of a ``--set key=value`` into the setting's type, then validate it.
+
+    The type comes from the setting's default: whole numbers for socket options
+    and counts (``heartbeat_ivl=100``), numbers of seconds for ``duration`` and
+    ``*_s``, ``true``/``false`` for flags, bytes for bytes settings
+    (``subscribe=topic``), text otherwise. Raises ``ValueError`` naming the key,
+    what it expects and what arrived.
+    """
+    if key not in sc.defaults:
+        allowed = ", ".join(sorted(sc.defaults)) or "none"
+        raise ValueError(f"scenario {sc.name!r} has no setting {key!r}; its settings: {allowed}")
+    default = sc.defaults[key]
+    text = text.strip()
+    value: Any
+    if key in sc.choices or isinstance(default, str):
+        value = text
+    elif isinstance(default, bool):
+        if text.lower() in _TRUE:
+            value = True
+        elif text.lower() in _FALSE:
+            value = False
+        else:
+            raise ValueError(f"{key} must be true or false; got {text!r}")
+    elif isinstance(default, bytes):
+        value = text.encode()
+    elif key in OPTIONS or isinstance(default, int):
+        try:
+            value = int(text, 10)
+        except ValueError:
+            unit = f" ({OPTIONS[key].allowed()})" if key in OPTIONS else ""
+            raise ValueError(f"{key} must be a whole number{unit}; got {text!r}") from None
+    elif isinstance(default, float):
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{key} must be a number ({sc.setting_unit(key)}); got {text!r}") from None
+    else:
+        value = text
+    return validate_settings(sc, {key: value})[key]
 
 
 def _check_setting(key: str, value: Any, default: Any) -> Any:
@@ -141,9 +260,15 @@ def _check_setting(key: str, value: Any, default: Any) -> Any:
             raise ValueError(f"{key} must be a whole number >= 0; got {value!r}")
         return value
     if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
             raise ValueError(f"{key} must be a number >= 0; got {value!r}")
         return float(value)
     if isinstance(default, str) and not isinstance(value, str):
         raise ValueError(f"{key} must be text; got {value!r}")
+    if isinstance(default, bytes):
+        if isinstance(value, str):
+            return value.encode()
+        if not isinstance(value, (bytes, bytearray)):
+            raise ValueError(f"{key} takes bytes or text; got {value!r}")
+        return bytes(value)
     return value
