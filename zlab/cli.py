@@ -16,6 +16,15 @@ from collections.abc import Callable, Sequence
 __all__ = ["UsageError", "main"]
 
 
+# Every character str.splitlines() breaks on, shown escaped: an argument may hold any text.
+_LINE_BREAKS = {c: repr(chr(c))[1:-1] for c in (0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x85, 0x2028, 0x2029)}
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error's message on one line: line breaks (from user input echoed back) are escaped."""
+    return str(exc).translate(_LINE_BREAKS)
+
+
 class UsageError(ValueError):
     """A mistake in the command line: reported in one line, exit status 2."""
 
@@ -250,7 +259,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         result = sc.run(on_event=progress.count, **overrides)
     except (RuntimeError, OSError) as exc:
         progress.stop()
-        print(f"zlab: {sc.name} failed: {exc}", file=sys.stderr)
+        print(f"zlab: {sc.name} failed: {_one_line(exc)}", file=sys.stderr)
         return 1
     finally:
         progress.stop()
@@ -502,10 +511,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return COMMANDS[args.command][1](args)
     except (UsageError, ValueError) as exc:
-        print(f"zlab: error: {exc}", file=sys.stderr)
+        print(f"zlab: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except TimeoutError as exc:
-        print(f"zlab: timed out: {exc}", file=sys.stderr)
+        print(f"zlab: timed out: {_one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("zlab: interrupted", file=sys.stderr)

@@ -10,15 +10,17 @@ bounded (about a second at worst).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 import zmq
@@ -27,7 +29,7 @@ from .capture import Collector, Watch
 from .eventlog import DEFAULT_CAP, EventLog
 from .events import Event
 from .options import apply_options, socket_type, socket_type_name, validate_options
-from .policies import SerializedSocket
+from .serialized import SerializedSocket
 
 __all__ = ["Lab", "versions"]
 
@@ -71,6 +73,36 @@ class _Closeable(Protocol):
 CLOSE_ORDER = {"proxy": 0, "peer": 1, "policy": 2, "admin": 2, "other": 3}
 
 
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) that arrives during the block and raise it once the block is done.
+
+    A ``close()`` cut short by KeyboardInterrupt (a second Ctrl-C, or one that lands just as a
+    scenario ends) would leave child processes, threads and sockets behind for good: the Lab is
+    already marked closed. Closing is bounded (about a second at worst), so the interrupt is only
+    delayed. Only the main thread receives signals; elsewhere, or when SIGINT has no Python
+    handler, this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    try:
+        previous = signal.getsignal(signal.SIGINT)
+    except ValueError:
+        previous = None
+    if not callable(previous):
+        yield
+        return
+    held: list[tuple[int, Any]] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            previous(*held[0])  # the handler that was there: by default raises KeyboardInterrupt
+
+
 class _LabState:
     """Everything a Lab must release; kept apart so a garbage-collected Lab still closes."""
 
@@ -88,6 +120,10 @@ class _LabState:
         self.lock = threading.RLock()
 
     def close(self) -> None:
+        with _interrupts_deferred():
+            self._close()
+
+    def _close(self) -> None:
         with self.lock:
             if self.closed:
                 return
