@@ -528,9 +528,9 @@ _BACKOFF = [
                               "partition) instead of the kernel's ~2 min of SYN retries"),
     ("handshake_ivl", 3000, "drop a TCP connection that never completes ZMTP after 3 s (a frozen peer's kernel "
                             "still accepts) so it is retried, not held for the default 30 s"),
-    ("reconnect_stop", 2, "stop reconnecting when the handshake fails (a non-ZeroMQ peer, wrong mechanism): "
-                          "retrying cannot fix that. Not CONN_REFUSED (1): a restarting peer refuses for a moment "
-                          "and libzmq would then stop for good, silently. Add a RetryLimiter for a count"),
+    ("reconnect_stop", 0, "leave it off: each stop condition ends reconnecting for good and silently -- a "
+                          "restarting peer refuses for a moment (1), a hang, partition or relay drops a "
+                          "connection mid-handshake (2, measured in lesson 07). Cap with a RetryLimiter"),
 ]
 
 _ROLES: dict[str, tuple[str, list[tuple[str, int, str]]]] = {
