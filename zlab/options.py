@@ -175,9 +175,20 @@ def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def apply_options(sock: zmq.Socket, options: Mapping[str, Any]) -> None:
-    """Validate and set ``options`` on ``sock`` (from the socket's own thread)."""
+    """Validate and set ``options`` on ``sock`` (from the socket's own thread).
+
+    ``ValueError`` when a value that passed validation cannot be set: libzmq refuses it
+    (EINVAL: e.g. ``subscribe`` on a PUB socket) or it has the wrong type for a pass-through
+    option (text for ``plain_server``); the message names the option and the socket type.
+    """
     for name, value in validate_options(options).items():
         spec = OPTIONS.get(name)
         if spec is not None and spec.unset is not None and value == spec.unset:
             continue  # libzmq's own default, which it refuses to be set to
-        sock.setsockopt(getattr(zmq, name.upper()), value)
+        try:
+            sock.setsockopt(getattr(zmq, name.upper()), value)
+        except (zmq.ZMQError, TypeError, OverflowError) as exc:  # pass-through options are not range-checked
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            why = exc.strerror if isinstance(exc, zmq.ZMQError) else str(exc)
+            raise ValueError(f"cannot set {name}={shown} on a {socket_type_name(sock.type)} socket: {why}; check "
+                             "the option's type (number or bytes) and that it applies to this socket type") from None

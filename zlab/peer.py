@@ -89,6 +89,18 @@ class _Job:
         self.abandoned = False
 
 
+def _kill_and_reap(proc: subprocess.Popen) -> None:
+    """SIGKILL a child nobody will own, wait for it (no zombie) and close its pipes (no fd leak)."""
+    proc.kill()
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            try:
+                pipe.close()
+            except OSError:
+                pass
+
+
 class _Spawner:
     """One long-lived thread that forks every child of a Lab.
 
@@ -113,14 +125,16 @@ class _Spawner:
                 raise RuntimeError("this Lab's peers are closed; open a new Lab")
             self._requests.append(job)
             self._cond.notify()
-        if not job.done.wait(timeout):
+        try:
+            if not job.done.wait(timeout):
+                raise TimeoutError(f"could not start a peer process within {timeout:g} s (machine overloaded?)")
+        except BaseException:  # timed out, or interrupted (Ctrl-C): a child started now or later must not stay
             with job.lock:
                 job.abandoned = True
                 proc = job.proc
             if proc is not None:
-                proc.kill()
-                proc.wait()
-            raise TimeoutError(f"could not start a peer process within {timeout:g} s (machine overloaded?)")
+                _kill_and_reap(proc)
+            raise
         if job.error is not None:
             raise job.error
         assert job.proc is not None
@@ -144,8 +158,7 @@ class _Spawner:
                 job.proc = proc
                 abandoned = job.abandoned
             if abandoned:
-                proc.kill()
-                proc.wait()
+                _kill_and_reap(proc)
             job.done.set()
 
     def close(self, timeout: float = 2.0) -> None:
@@ -649,9 +662,11 @@ def start_peer(lab: Lab, kind: str | int, name: str | None = None, *, bind: str 
         manager.peers[name] = peer
     try:
         peer._start()
-    except BaseException:
+    except BaseException:  # a failed start, or Ctrl-C while waiting for the child: reap what was started
         peer.closed = True
         manager.peers.pop(name, None)
+        if peer._run is not None:
+            peer._reap(peer._run, time.monotonic())
         raise
     return peer
 

@@ -13,14 +13,14 @@ from typing import Any
 
 from ..lab import Lab
 from ..traffic import deliver
-from ._base import scenario
+from ._base import Range, scenario
 
 
 @scenario(
     "disconnect-keeps-socket",
     "SUB dies and returns: the connecting PUB gets DISCONNECTED, loops, then reconnects and delivers on its own",
     reconnect_ivl=100,
-    cycles=3,
+    cycles=Range(3, 1, 50),  # as `zlab demo --cycles`: each cycle is one reconnect interval of waiting
     timeout_s=5.0,
 )
 def disconnect_keeps_socket(lab: Lab, s: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
