@@ -279,3 +279,17 @@ def test_constructor_checks_its_arguments():
         Dashboard("pubsub", frontend=False)
     with pytest.raises(ValueError, match="rows must be a whole number from 1 to 500"):
         Dashboard(frontend=False, rows=0)
+
+
+def test_rerunning_a_dashboard_cell_does_not_grow_the_widget_registry():
+    from ipywidgets.widgets.widget import _instances  # ipywidgets 8: every live widget model
+
+    Dashboard(widgets.socket_rig, frontend=True, name="rerun").close()  # warm-up: first-time models
+    before = len(_instances)
+    for _ in range(3):  # a re-run cell: same name replaces (and discards) the previous dashboard
+        d = Dashboard(widgets.socket_rig, frontend=True, name="rerun")
+    after_reruns = len(_instances)
+    d.close()
+    d.discard_widgets()
+    assert after_reruns - before < 150  # one live dashboard's models, not three
+    assert len(_instances) <= before

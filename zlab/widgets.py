@@ -702,7 +702,7 @@ class Dashboard:
         import ipywidgets as W
 
         buttons = self._w["buttons"]
-        names = [n for n in (*FAULT_BUTTONS, *self.rig.faults) if n not in buttons]
+        names = [n for n in dict.fromkeys((*FAULT_BUTTONS, *self.rig.faults)) if n not in buttons]
         for n in names:
             button = W.Button(description=n, tooltip=_FAULT_HELP.get(n, n), layout=W.Layout(width="110px"))
             button.on_click(lambda _b, n=n: self._on_fault(n))
@@ -852,6 +852,29 @@ class Dashboard:
             self._w["status"].value = (f"<span class='zlab-status' data-total='{total}'>stopped: "
                                        f"{total} events</span>")
 
+    def discard_widgets(self) -> None:
+        """Close the dashboard's widget models (and their layouts and styles) after :meth:`close`.
+
+        A closed dashboard keeps showing its last state; a re-run cell that replaces it calls
+        this, so ipywidgets' registry does not grow by ~100 models per re-run (measured).
+        """
+        if self.widget is None:
+            return
+        stack, seen = [self.widget], set()
+        for part in self._w.values():  # some (a fault button not on the grid yet) are off the tree
+            stack.extend(part.values() if isinstance(part, dict) else [part])
+        while stack:
+            w = stack.pop()
+            if id(w) in seen:
+                continue
+            seen.add(id(w))
+            stack.extend(getattr(w, "children", ()))
+            for part in (getattr(w, "layout", None), getattr(w, "style", None)):
+                if part is not None and hasattr(part, "close"):
+                    part.close()
+            w.close()
+        self.widget = None
+
     def __enter__(self) -> Dashboard:
         return self
 
@@ -864,8 +887,9 @@ def _replace_open(dashboard: Dashboard) -> None:
         ref = _OPEN.get(dashboard.name)
         _OPEN[dashboard.name] = weakref.ref(dashboard)
     old = ref() if ref is not None else None
-    if old is not None and not old.closed:
+    if old is not None:
         old.close()
+        old.discard_widgets()
 
 
 def close_all() -> int:

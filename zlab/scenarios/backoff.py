@@ -63,7 +63,7 @@ def _measure(lab: Lab, label: str, ivl: int, ivl_max: int, attempts: int, budget
                  endpoint=endpoint)
         returned = lab.wait_for("HANDSHAKE_SUCCEEDED", label, since=last.t,
                                 timeout=min(timeout, max(0.0, budget - (lab.now() - disconnected.t)))
-                                + last.value / 1000)
+                                + min(last.value / 1000, budget))
     except TimeoutError:
         complete = False
     pub.close()  # measured: stop it so later regimes are not interleaved with it
@@ -87,8 +87,8 @@ def _measure(lab: Lab, label: str, ivl: int, ivl_max: int, attempts: int, budget
 @scenario(
     "backoff",
     "RECONNECT_IVL vs RECONNECT_IVL_MAX: the wait announced and observed per attempt (doubling, jitter, a low max)",
-    reconnect_ivl=100,
-    reconnect_ivl_max=800,
+    reconnect_ivl=Range(100, 1, 5000),
+    reconnect_ivl_max=Range(800, 0, 30000),
     attempts=Range(5, 1, 30),
     compare=True,
     duration=10.0,
@@ -105,13 +105,13 @@ def backoff(lab: Lab, s: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         quick = min(attempts, 5)
         if ivl_max == 0:
             regimes["pub_double"] = _measure(lab, "pub_double", ivl, 8 * ivl, quick,
-                                               24 * ivl / 1000 + 1, s["timeout_s"])
+                                               min(s["duration"], 24 * ivl / 1000 + 1), s["timeout_s"])
         else:
-            regimes["pub_nomax"] = _measure(lab, "pub_nomax", ivl, 0, quick, 2.5 * ivl * quick / 1000 + 1,
-                                            s["timeout_s"])
+            regimes["pub_nomax"] = _measure(lab, "pub_nomax", ivl, 0, quick,
+                                            min(s["duration"], 2.5 * ivl * quick / 1000 + 1), s["timeout_s"])
         if ivl >= 2 and not 0 < ivl_max < ivl:
             regimes["pub_below"] = _measure(lab, "pub_below", ivl, ivl // 2, quick,
-                                            1.5 * ivl * quick / 1000 + 1, s["timeout_s"])
+                                            min(s["duration"], 1.5 * ivl * quick / 1000 + 1), s["timeout_s"])
     within = all(abs(g - v) <= GAP_TOLERANCE_MS for v, g in zip(main["values_ms"], main["gaps_ms"]))
     exact = expected is not None and main["values_ms"] == expected
     summary = {
@@ -146,6 +146,11 @@ def backoff(lab: Lab, s: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         findings.append(f"A SUB bound the endpoint again during the last wait: the next attempt connected "
                         f"(HANDSHAKE_SUCCEEDED {main['reconnected_after_ms']:.0f} ms after the DISCONNECTED) and "
                         "the loop ended there.")
+    for name in ("pub_nomax", "pub_double", "pub_below"):
+        if name in regimes and not regimes[name]["values_ms"]:
+            findings.append(f"The comparison run {name} saw no retry within duration={s['duration']:g} s; "
+                            "raise duration to compare.")
+            del regimes[name]
     if "pub_nomax" in regimes:
         r = regimes["pub_nomax"]
         in_range = all(ivl <= v < 2 * ivl for v in r["values_ms"])
