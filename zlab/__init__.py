@@ -21,13 +21,17 @@ from .events import Event, describe
 from .eventlog import EventLog, Subscription
 from .lab import Lab, versions
 from .options import OPTIONS, SOCKET_TYPES, OptionSpec
-from .topology import DealerRouter, PubSub, PushPull, ReqRep, Topology
 
-# Helpers that start threads or child processes load on first use: `import zlab`
+# Everything beyond the core (events, log, Lab, options) loads on first use: `import zlab`
 # stays light, and so does the start-up of every child peer (which imports zlab).
 _LAZY = {
     "AdminEndpoint": "admin",
     "ConnectionState": "connections",
+    "DealerRouter": "topology",
+    "PubSub": "topology",
+    "PushPull": "topology",
+    "ReqRep": "topology",
+    "Topology": "topology",
     "Peer": "peer",
     "Proxy": "proxy",
     "RetryLimiter": "policies",

@@ -27,7 +27,6 @@ import os
 import queue
 import threading
 import time
-import uuid
 
 import zmq
 
@@ -71,13 +70,14 @@ class Collector:
 
     def __init__(self, log: EventLog, *, start: bool = True):
         self.log = log
-        self._prefix = f"inproc://zlab-monitor-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._prefix = f"inproc://zlab-monitor-{os.getpid()}-{next(self._ids)}"
         self._counter = itertools.count()
         self._requests: queue.SimpleQueue = queue.SimpleQueue()
         self._watches: dict[zmq.Socket, Watch] = {}  # by reader; the thread's own
         self._attached: list[Watch] = []
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"zlab-collector-{next(self._ids)}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"zlab-collector-{self._prefix.rsplit('-', 1)[1]}",
+                                        daemon=True)
         if start:
             self._thread.start()
         #: Malformed monitor messages seen (kept out of the log, counted here).

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import itertools
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -300,6 +299,8 @@ class EventLog:
 
     def to_jsonl(self, path: str) -> int:
         """Write one JSON object per event to ``path``; returns the number written."""
+        import json
+
         records = self.to_records()
         with open(path, "w", encoding="utf-8") as fh:
             for record in records:

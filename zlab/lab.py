@@ -14,9 +14,7 @@ import contextlib
 import errno
 import itertools
 import os
-import shutil
 import signal
-import tempfile
 import threading
 import time
 import weakref
@@ -29,7 +27,6 @@ from .capture import Collector, Watch
 from .eventlog import DEFAULT_CAP, EventLog
 from .events import Event
 from .options import apply_options, socket_type, socket_type_name, validate_options
-from .serialized import SerializedSocket
 
 __all__ = ["Lab", "versions"]
 
@@ -146,6 +143,8 @@ class _LabState:
         self.log.close()
         self.context.destroy(linger=0)
         if self.ipc_dir:
+            import shutil  # only Labs that used ipc pay for it
+
             shutil.rmtree(self.ipc_dir, ignore_errors=True)
         if errors:
             raise errors[0]
@@ -215,6 +214,8 @@ class Lab:
         opts.setdefault("linger", 0)
         label = self._label(name, socket_type_name(stype))
         # Serialised so that policy threads (RetryLimiter, admin) can act on it safely: zlab.policies.
+        from .serialized import SerializedSocket  # loaded with the first socket, not at import
+
         sock = self.context.socket(stype, socket_class=SerializedSocket)
         try:
             apply_options(sock, opts)
@@ -288,6 +289,8 @@ class Lab:
             return "tcp://127.0.0.1:*"
         if transport == "ipc":
             if self._state.ipc_dir is None:
+                import tempfile
+
                 self._state.ipc_dir = tempfile.mkdtemp(prefix="zlab-")  # mode 0700
             return f"ipc://{self._state.ipc_dir}/{next(self._names)}.ipc"
         if transport == "inproc":
