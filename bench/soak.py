@@ -29,7 +29,6 @@ from __future__ import annotations
 import collections
 import os
 import resource
-import socket
 import statistics
 import sys
 import threading
@@ -39,6 +38,7 @@ import zmq
 
 import zlab
 from zlab.eventlog import DEFAULT_CAP
+from zlab.faults import refused_ports
 
 SOCKETS, ENDPOINTS = 4, 5
 
@@ -46,18 +46,6 @@ SOCKETS, ENDPOINTS = 4, 5
 def rss_mb() -> float:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
-
-
-def refused_ports(count: int) -> list[int]:
-    held = []
-    for _ in range(count):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        held.append(s)
-    ports = [s.getsockname()[1] for s in held]
-    for s in held:
-        s.close()
-    return ports
 
 
 def probe_lag(lab: zlab.Lab, probe: zmq.Socket) -> float:

@@ -26,3 +26,18 @@ def open_fds() -> int:
 
 def live_threads() -> int:
     return threading.active_count()
+
+
+def children_of(pid: int) -> set[int]:
+    """Processes (zombies too) whose parent is ``pid``, read from /proc."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    fields = fh.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(entry))
+    return found

@@ -20,7 +20,7 @@ import pytest
 import zlab
 from zlab.peer import Peer
 
-from conftest import live_threads, open_fds
+from conftest import children_of, live_threads, open_fds
 
 
 def _last_fault(lab: zlab.Lab, text: str) -> zlab.Event:
@@ -36,20 +36,6 @@ def _state(pid: int) -> str:
             return fh.read().rsplit(")", 1)[1].split()[0]
     except OSError:
         return ""
-
-
-def _children_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
 def _zlab_peers_started_by(parent: int) -> list[int]:
@@ -366,10 +352,10 @@ def test_twenty_labs_with_peers_and_a_proxy_leave_nothing_behind():
             assert isinstance(b, Peer) and proxy.connections == 1
 
     one_lab()  # warm-up: lazily created interpreter state is not a leak
-    fds, threads, children = open_fds(), live_threads(), _children_of(os.getpid())
+    fds, threads, children = open_fds(), live_threads(), children_of(os.getpid())
     for _ in range(20):
         one_lab()
-    assert set(_children_of(os.getpid())) <= set(children), "a child process (or zombie) was left behind"
+    assert set(children_of(os.getpid())) <= set(children), "a child process (or zombie) was left behind"
     # <=, not ==: a thread of an earlier test may finish meanwhile; a leak only ever adds.
     assert live_threads() <= threads, [t.name for t in threading.enumerate()]
     assert open_fds() <= fds

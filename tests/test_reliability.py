@@ -32,6 +32,7 @@ import zlab
 from zlab import cli
 from zlab.scenarios import SCENARIOS, run
 from zlab.widgets import Dashboard, Rig
+from conftest import children_of
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -47,17 +48,6 @@ def _stat_fields(pid: int) -> list[bytes] | None:
             return fh.read().rsplit(b")", 1)[1].split()
     except OSError:
         return None
-
-
-def children_of(pid: int) -> set[int]:
-    """Processes (zombies too) whose parent is ``pid``."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat_fields(int(entry))
-            if fields is not None and int(fields[1]) == pid:
-                found.add(int(entry))
-    return found
 
 
 def descendants(pid: int) -> set[int]:

@@ -13,24 +13,9 @@ import zmq
 import zlab.scenarios as scenarios
 from zlab.scenarios import SCENARIOS, get, run
 from zlab.scenarios._base import parse_value, validate_settings
+from conftest import children_of
 
 LIBZMQ_435 = zmq.zmq_version_info() >= (4, 3, 5)
-
-
-def _children() -> set[int]:
-    """Live (or zombie) child processes of this test process."""
-    me, found = os.getpid(), set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                fields = fh.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == me:
-            found.add(int(entry))
-    return found
 
 
 # -- the registry and settings ---------------------------------------------------------
@@ -157,12 +142,12 @@ def test_stop_retrying_ends_the_loop_three_ways():
 
 
 def test_monitor_freeze_an_unread_monitor_stops_another_sockets_traffic():
-    before = _children()
+    before = children_of(os.getpid())
     s = run("monitor-freeze", baseline_s=0.3, duration=1.2).summary
     assert s["received_per_s_before"] > 50
     assert s["context_frozen"] and s["received_per_s_after_settle"] == 0
     assert s["child_sent_after_fault"] > 0
-    assert _children() <= before
+    assert children_of(os.getpid()) <= before
 
 
 def test_monitor_freeze_a_rcvhwm_0_reader_keeps_the_context_moving():
@@ -171,12 +156,12 @@ def test_monitor_freeze_a_rcvhwm_0_reader_keeps_the_context_moving():
 
 
 def test_context_freeze_linger_decides_how_long_term_blocks():
-    before = _children()
+    before = children_of(os.getpid())
     c = run("context-freeze", linger_ms=200, timeout_s=1.0).summary["children"]
     assert c["default"]["linger"] == -1 and c["default"]["hung"] and c["default"]["killed"]
     assert c["linger_0"]["term_ms"] < 100
     assert 150 <= c["linger_200"]["term_ms"] <= 700
-    assert _children() <= before
+    assert children_of(os.getpid()) <= before
 
 
 def test_hwm_drops_are_silent_and_counted_by_sequence_numbers():

@@ -41,6 +41,7 @@ __all__ = [
     "MechanismMismatch",
     "bind_conflict",
     "mechanism_mismatch",
+    "refused_ports",
     "send_garbage",
 ]
 
@@ -48,6 +49,24 @@ __all__ = [
 HTTP_REQUEST = b"GET /health HTTP/1.1\r\nHost: zlab\r\nUser-Agent: zlab-faults\r\n\r\n"
 #: A ZMTP 3.0 greeting (signature, version 3.0) naming a mechanism that does not exist.
 BAD_GREETING = b"\xff" + b"\x00" * 8 + b"\x7f" + b"\x03\x00" + b"GARBAGE".ljust(20, b"\x00") + b"\x00" + b"\x00" * 31
+
+
+def refused_ports(count: int) -> list[int]:
+    """``count`` distinct ports on 127.0.0.1 that nobody listens on: a connect there is refused.
+
+    Each was bound by the kernel's choice, then released. Used to make retry storms
+    without a peer. A port can be taken again by someone else later, as any free port.
+    """
+    held = []
+    for _ in range(count):
+        s = _socket.socket()
+        s.bind(("127.0.0.1", 0))
+        held.append(s)
+    ports = [s.getsockname()[1] for s in held]
+    for s in held:
+        s.close()
+    return ports
+
 
 _HANDSHAKE_END = ("HANDSHAKE_FAILED_NO_DETAIL", "HANDSHAKE_FAILED_PROTOCOL", "HANDSHAKE_FAILED_AUTH",
                   "DISCONNECTED", "HANDSHAKE_SUCCEEDED")

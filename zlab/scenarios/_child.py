@@ -15,9 +15,9 @@ import ctypes
 import json
 import os
 import signal
-import socket
 import struct
 import sys
+import socket
 import time
 
 import zmq
@@ -29,6 +29,17 @@ _EVENT_NAMES = {
     0x0800: "HANDSHAKE_FAILED_NO_DETAIL", 0x1000: "HANDSHAKE_SUCCEEDED",
     0x2000: "HANDSHAKE_FAILED_PROTOCOL", 0x4000: "HANDSHAKE_FAILED_AUTH",
 }
+
+
+def refused_ports(count: int) -> list[int]:
+    """Ports on 127.0.0.1 nobody listens on (this script imports no zlab: see zlab.faults.refused_ports)."""
+    held = [socket.socket() for _ in range(count)]
+    for s in held:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in held]
+    for s in held:
+        s.close()
+    return ports
 
 
 def _die_with_parent(parent: int) -> None:
@@ -58,19 +69,6 @@ def wait_command(expected: str) -> None:
             os._exit(4)
         if line.strip() == expected:
             return
-
-
-def _dead_ports(count: int) -> list[int]:
-    """Ports on 127.0.0.1 that nobody listens on: bound by us, then released (connect is refused)."""
-    held = []
-    for _ in range(count):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        held.append(s)
-    ports = [s.getsockname()[1] for s in held]
-    for s in held:
-        s.close()
-    return ports
 
 
 def monitor_freeze(args: dict) -> None:
@@ -112,7 +110,7 @@ def monitor_freeze(args: dict) -> None:
             else:
                 noisy.monitor("inproc://zlab-child-monitor", zmq.EVENT_ALL)
             say(fault=f"monitor {mode}: reconnect storm to {args['storm_endpoints']} refused ports", sent=seq)
-            for port in _dead_ports(args["storm_endpoints"]):
+            for port in refused_ports(args["storm_endpoints"]):
                 noisy.connect(f"tcp://127.0.0.1:{port}")
         try:
             pub.send(struct.pack("!Q", seq), zmq.NOBLOCK)  # PUB never blocks: drops at the HWM
