@@ -112,3 +112,12 @@ def test_bad_arguments_are_value_errors():
         EventLog().mark("OOPS", "x")
     with pytest.raises(ValueError, match="timeout"):
         EventLog().wait_for("CLOSED", timeout=-1)
+
+
+def test_a_misspelt_event_name_is_refused_at_once_with_a_suggestion():
+    log = EventLog()
+    with pytest.raises(ValueError, match="unknown event name 'DISCONECTED'; did you mean 'DISCONNECTED'"):
+        log.wait_for("DISCONECTED", timeout=5)  # would otherwise wait out all 5 s
+    with pytest.raises(ValueError, match="did you mean 'CONNECT_RETRIED'"):
+        log.filter(event=["CLOSED", "CONNECT_RETRY"])
+    assert log.filter(event=["FAULT", "0x8000"]) == []  # markers and unknown numbers are valid names

@@ -72,3 +72,8 @@ def test_marker_meaning_is_its_text():
     ev = Event(1.0, "sub0", "FAULT", 0, "", "kill sub0")
     assert ev.is_marker and ev.meaning == "kill sub0"
     assert ev.to_record()["detail"] == "kill sub0"
+
+
+def test_an_event_prints_its_value_and_what_it_means():
+    text = str(Event(0.0123, "pub", "CONNECT_DELAYED", 115, "tcp://127.0.0.1:5"))
+    assert "12.3" in text and "115: EINPROGRESS" in text and "tcp://127.0.0.1:5" in text

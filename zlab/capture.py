@@ -221,6 +221,8 @@ class Collector:
                     self.malformed += 1
                     continue
                 ep = endpoints.setdefault(ep, ep)  # one str per endpoint: a storm repeats them
+                if len(endpoints) > 1024:  # bounded: a socket flapping over fresh ports
+                    endpoints.clear()
                 batch.append(Event(now(), label, event_name(number), value, ep))
                 if number == _MONITOR_STOPPED:
                     stopped = True

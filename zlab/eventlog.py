@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from .events import MARKER_KINDS, Event
+from .events import MARKER_KINDS, Event, check_event_names
 
 __all__ = ["DEFAULT_CAP", "EventLog", "Subscription"]
 
@@ -27,11 +27,12 @@ _BACKLOG_CAP = 100_000
 
 
 def _names(event: str | Iterable[str] | None) -> frozenset[str] | None:
+    """The event names asked for; ``ValueError`` for a name libzmq does not have (a typo)."""
     if event is None:
         return None
-    if isinstance(event, str):
-        return frozenset([event])
-    return frozenset(event)
+    names = frozenset([event]) if isinstance(event, str) else frozenset(event)
+    check_event_names(names)
+    return names
 
 
 def _matcher(socket: str | None, event: str | Iterable[str] | None, since: float | None) -> Callable[[Event], bool]:

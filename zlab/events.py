@@ -16,6 +16,7 @@ import errno as _errno
 import os
 import struct
 from dataclasses import asdict, dataclass
+from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "EVENT_NUMBERS",
     "MARKER_KINDS",
     "Event",
+    "check_event_names",
     "decode",
     "describe",
     "event_name",
@@ -117,6 +119,20 @@ def event_name(number: int) -> str:
     return EVENT_NAMES.get(number, f"0x{number:x}")
 
 
+def check_event_names(names: Iterable[str]) -> None:
+    """``ValueError`` for a name that is neither a libzmq event nor a zlab marker (a typo would
+    otherwise wait out a whole timeout), suggesting the closest known name."""
+    import difflib
+
+    known = [*EVENT_NUMBERS, *MARKER_KINDS]
+    for name in names:
+        if name in EVENT_NUMBERS or name in MARKER_KINDS or name.startswith("0x"):
+            continue
+        close = difflib.get_close_matches(str(name), known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; known events: {', '.join(EVENT_NUMBERS)}"
+        raise ValueError(f"unknown event name {name!r}{hint}")
+
+
 def value_kind(event: str) -> str:
     """What an event's value is: ``fd``, ``errno``, ``ms``, ``protocol``, ``zap``, ``none``, ``count`` or ``int``."""
     return _VALUE_KIND.get(event, "int")
@@ -206,4 +222,6 @@ class Event:
         return record
 
     def __str__(self) -> str:
-        return f"{self.t * 1000:9.1f} ms  {self.socket:<10} {self.event:<26} {self.meaning:<40} {self.endpoint}"
+        from .render import format_event  # one place draws an event as text
+
+        return format_event(self)

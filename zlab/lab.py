@@ -309,13 +309,15 @@ class Lab:
             endpoint = self.new_endpoint(endpoint)
         _check_endpoint(endpoint)
         deadline = time.monotonic() + retry_for
+        pause = 0.01
         while True:
             try:
                 sock.bind(endpoint)
                 return sock.last_endpoint.decode()
             except zmq.ZMQError as exc:
                 if exc.errno == errno.EADDRINUSE and time.monotonic() < deadline:
-                    time.sleep(0.01)
+                    time.sleep(pause)  # backing off: each failed try logs BIND_FAILED + CLOSED
+                    pause = min(pause * 2, 0.2)
                     continue
                 if exc.errno == errno.EADDRINUSE:
                     raise ValueError(

@@ -10,11 +10,11 @@ widgets) only draw that result.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..events import Event
+from ..events import Event, check_event_names
 from ..lab import Lab, versions
 from ..options import OPTIONS, validate_option
 
@@ -87,9 +87,15 @@ class ScenarioResult:
             "findings": self.findings,
         }
 
-    def filter(self, socket: str | None = None, event: str | None = None) -> list[Event]:
-        """This result's events for one socket and/or one event name."""
-        return [ev for ev in self.events if (socket is None or ev.socket == socket) and (event is None or ev.event == event)]
+    def filter(self, socket: str | None = None, event: str | Iterable[str] | None = None, *,
+               since: float | None = None) -> list[Event]:
+        """This result's events for one socket, one event name or several, from ``since`` (s) on:
+        the same criteria as :meth:`zlab.EventLog.filter`."""
+        names = {event} if isinstance(event, str) else (set(event) if event is not None else None)
+        if names:
+            check_event_names(names)
+        return [ev for ev in self.events if (socket is None or ev.socket == socket)
+                and (names is None or ev.event in names) and (since is None or ev.t >= since)]
 
 
 @dataclass(frozen=True)
