@@ -51,6 +51,8 @@ def _one_line_error(err: str) -> str:
     (["probe", "tcp://127.0.0.1:5555", "--duration", "-1"], "--duration is in seconds"),
     (["probe", "tcp://127.0.0.1:5555", "--set", "heartbeat_ivl=often"], "heartbeat_ivl must be a whole number"),
     (["nonsense"], "invalid choice: 'nonsense'"),
+    (["run", "lifecycle", "--plot", "/tmp/zlab-plot.txt"], "the suffix decides the format"),
+    (["admin", "garbage", "status"], "malformed endpoint 'garbage'; expected tcp://HOST:PORT"),
 ])
 def test_user_mistakes_exit_2_with_one_line(capsys, argv, expected):
     threads = threading.active_count()
@@ -179,3 +181,142 @@ def test_python_m_zlab_check_is_fast_and_calls_disconnected_differs():
     assert verdicts["disconnected-closes-socket"] == "differs"
     assert len(verdicts) >= 10 and set(verdicts.values()) <= {"holds", "differs", "partly"}
     assert elapsed < 30
+
+
+# -- bugs, interrupts and the progress line -----------------------------------------------
+@pytest.fixture
+def scenario_body(monkeypatch):
+    """Replace the body of the quick ``lifecycle`` scenario for one test; returns the calls seen."""
+    import dataclasses
+
+    from zlab.scenarios import SCENARIOS
+
+    calls: list[str] = []
+
+    def install(body):
+        def counted(lab, settings):
+            calls.append("run")
+            return body(lab, settings)
+
+        monkeypatch.setitem(SCENARIOS, "lifecycle", dataclasses.replace(SCENARIOS["lifecycle"], body=counted))
+        return calls
+
+    return install
+
+
+def _bug(lab, settings):
+    raise ValueError("an index computed wrong")  # a bug in the library, not the user's input
+
+
+def test_a_bug_during_a_run_is_an_internal_error_not_a_usage_error(capsys, scenario_body, monkeypatch):
+    scenario_body(_bug)
+    monkeypatch.delenv("ZLAB_DEBUG", raising=False)
+    status, out, err = _run(capsys, "run", "lifecycle")
+    assert status == 1 and out == ""
+    line = _one_line_error(err)
+    assert line.startswith("zlab: internal error: ValueError: an index computed wrong") and "please report" in line
+    monkeypatch.setenv("ZLAB_DEBUG", "1")
+    status, _, err = _run(capsys, "run", "lifecycle")
+    assert status == 1 and "Traceback" in err and "internal error" in err.splitlines()[-1]
+
+
+def test_a_setting_refused_inside_the_scenario_is_still_a_usage_error(capsys):
+    status, out, err = _run(capsys, "run", "bind-failed", "--set", "foreign_address=not-an-ip")
+    assert status == 2 and "foreign_address must be" in _one_line_error(err)
+
+
+def test_plot_with_an_unsupported_suffix_fails_before_the_scenario_runs(capsys, scenario_body, tmp_path):
+    calls = scenario_body(_bug)
+    status, out, err = _run(capsys, "run", "lifecycle", "--plot", str(tmp_path / "run.txt"))
+    assert status == 2 and out == "" and calls == []
+    assert "got '.txt'" in _one_line_error(err)
+
+
+def _fast_progress(monkeypatch):
+    from zlab import cli
+
+    real = cli._Progress.__init__
+    monkeypatch.setattr(cli._Progress, "__init__",
+                        lambda self, label, delay=1.0, stream=None: real(self, label, 0.0, stream))
+
+
+def test_ctrl_c_during_a_run_says_interrupted_not_done(capsys, scenario_body, monkeypatch):
+    def interrupted(lab, settings):
+        time.sleep(0.3)  # the progress line (delay 0 here) is shown by now
+        raise KeyboardInterrupt
+
+    scenario_body(interrupted)
+    _fast_progress(monkeypatch)
+    status, _, err = _run(capsys, "run", "lifecycle")
+    assert status == 130
+    assert "zlab: running lifecycle..." in err and err.rstrip().endswith("zlab: interrupted")
+    assert "done" not in err
+
+
+def test_a_failed_run_reports_once_and_never_says_done(capsys, scenario_body, monkeypatch):
+    def fails(lab, settings):
+        time.sleep(0.3)
+        raise RuntimeError("the peer did not start")
+
+    scenario_body(fails)
+    _fast_progress(monkeypatch)
+    status, _, err = _run(capsys, "run", "lifecycle")
+    assert status == 1 and "done" not in err
+    assert err.count("lifecycle failed: the peer did not start") == 1
+
+
+def test_progress_stop_prints_its_done_line_once():
+    import io
+
+    from zlab.cli import _Progress
+
+    stream = io.StringIO()
+    progress = _Progress("working", delay=0.0, stream=stream).start()
+    deadline = time.monotonic() + 5
+    while not progress.shown and time.monotonic() < deadline:
+        time.sleep(0.01)
+    progress.stop()
+    progress.stop()  # a second stop (a finally after an except) prints nothing more
+    assert stream.getvalue().count("done in") == 1
+
+
+def test_zlab_without_a_command_prints_help_to_stderr_and_exits_2(capsys):
+    status, out, err = _run(capsys)
+    assert status == 2 and out == ""
+    assert err.startswith("usage: zlab") and "probe" in err
+
+
+def _ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
+def test_probe_of_an_ipv6_endpoint_sets_ipv6_and_connects(capsys):
+    ctx = zmq.Context()
+    server = ctx.socket(zmq.PUB)
+    server.setsockopt(zmq.LINGER, 0)
+    server.setsockopt(zmq.IPV6, 1)
+    server.bind("tcp://[::1]:*")
+    endpoint = server.getsockopt(zmq.LAST_ENDPOINT).decode()
+    try:
+        status, out, _ = _run(capsys, "probe", endpoint, "--duration", "0.5")
+    finally:
+        server.close()
+        ctx.term()
+    assert endpoint.startswith("tcp://[::1]:")
+    assert status == 0 and "HANDSHAKE_SUCCEEDED" in out and "a ZeroMQ peer answered" in out
+
+
+def test_probe_of_a_name_that_does_not_resolve_says_so(capsys):
+    status, out, _ = _run(capsys, "probe", "tcp://no-such-host.invalid:5555", "--duration", "0.6")
+    assert status == 0 and "CONNECT_RETRIED" in out
+    counts = next(line for line in out.splitlines() if line.startswith("in "))
+    assert "CONNECT_RETRIED" in counts and "CONNECT_DELAYED" not in counts and "CLOSED" not in counts
+    assert "the address never resolved" in out and "nobody accepted" not in out

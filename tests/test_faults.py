@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import threading
 
 import pytest
 import zmq
@@ -45,6 +46,31 @@ def test_a_broken_greeting_fails_the_handshake_at_once_with_a_protocol_error(lab
     assert reaction is not None and reaction.event == "HANDSHAKE_FAILED_PROTOCOL"
     assert reaction.value == MISMATCH and reaction.meaning == "ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH"
     assert not server.closed  # one connection failed, the socket lives on
+
+
+def test_garbage_reaction_is_its_own_connections_not_a_late_one_of_an_earlier_connection(lab):
+    server = lab.socket("ROUTER", "server", bind="tcp")
+    host, port = lab.endpoint(server)[6:].rsplit(":", 1)
+    earlier = socket.create_connection((host, int(port)), timeout=2.0)
+    earlier.sendall(HTTP_REQUEST)  # the server waits: no reaction until this client leaves
+    lab.wait_for("ACCEPTED", "server")
+    leave = threading.Timer(0.2, earlier.close)  # the earlier connection ends during the next one's hold
+    leave.start()
+    try:
+        result = send_garbage(lab, "server", HTTP_REQUEST, hold=0.8)
+    finally:
+        leave.cancel()
+        leave.join()
+        earlier.close()
+    mark = lab.events("server", "FAULT")[-1]
+    ours = result.accepted.value
+    late = [ev for ev in result.events if ev.event == "DISCONNECTED" and ev.value != ours]
+    assert late and late[0].t > result.accepted.t  # the earlier connection's end was logged inside our window
+    reaction = result.reaction
+    assert reaction is not None and reaction.event == "HANDSHAKE_FAILED_NO_DETAIL"
+    assert reaction.t - mark.t >= 0.7  # ours came only once our client left, after its 0.8 s hold
+    after = [ev for ev in result.events if ev.t > reaction.t and ev.event == "DISCONNECTED"]
+    assert after and after[0].value == ours
 
 
 def test_garbage_reaches_a_peer_in_a_child_process(lab):

@@ -289,6 +289,35 @@ def test_save_writes_by_suffix_and_explains_bad_paths(lab, tmp_path):
         plot.save(p.fig, tmp_path / "missing" / "t.png")
 
 
+def test_one_lane_timeline_with_long_marker_labels_saves_without_a_layout_warning(lab, tmp_path):
+    import warnings
+
+    lab.socket("PUB", "pub", bind="tcp")
+    lab.wait_for("LISTENING", "pub", timeout=5)
+    lab.mark("NOTE", "child pid 1234: its PUB publishes a sequence number every 5 ms to the observer")
+    lab.mark("FAULT", "monitor unread: reconnect storm to 20 refused ports")
+    p = plot.timeline(lab.events())
+    assert lane_labels(p.ax) == ["pub"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "constrained_layout not applied because axes sizes collapsed to zero"
+        plot.save(p, tmp_path / "one-lane.png")
+    box = p.ax.get_position()
+    assert box.height > 0.5  # the plot area keeps most of the figure; the labels fit inside it
+    renderer = p.fig._get_renderer()  # the renderer the last savefig() laid the figure out with
+    axes_box = p.ax.get_window_extent(renderer)
+    for label in by_gid(p.ax, "zlab-marker-label:"):
+        assert label.get_window_extent(renderer).height <= axes_box.height + 1
+
+
+def test_save_checks_the_suffix_before_drawing(tmp_path):
+    assert plot.check_suffix(tmp_path / "a.PNG") == "png"
+    assert plot.check_suffix("b.svg") == "svg" and plot.check_suffix("c.pdf") == "pdf"
+    with pytest.raises(ValueError, match=r"matplotlib writes .*\.png.*got '\.txt'"):
+        plot.check_suffix("plot.txt")
+    with pytest.raises(ValueError, match="got 'no suffix'"):
+        plot.check_suffix("plot")
+
+
 def test_plot_result_adds_an_intervals_panel_for_a_backoff_scenario(lab, tmp_path):
     topo = lab.pubsub(pub_binds=False, pub_options={"reconnect_ivl": 20, "reconnect_ivl_max": 80})
     lab.mark("FAULT", "close sub0", socket="sub0")

@@ -110,6 +110,26 @@ def test_direction_a_binding_pub_does_not_loop_a_connecting_one_does():
 
 
 @pytest.mark.skipif(not LIBZMQ_435, reason="exact doubling is libzmq >= 4.3.5 behaviour")
+@pytest.mark.parametrize("ivl", [0, -1])
+def test_retry_loop_without_reconnection_reports_no_cycle_and_claims_no_loop(ivl):
+    r = run("retry-loop", reconnect_ivl=ivl, duration=0.5)
+    assert r.summary["cycles"] == 0 and r.summary["connect_retried"] == 0  # measured: 4.3.5 treats 0 like -1
+    text = "\n".join(r.findings)
+    assert "no CONNECT_RETRIED -> CONNECT_DELAYED -> CLOSED cycle" in text and f"reconnect_ivl={ivl}" in text
+    assert "full" not in text and "[]" not in text and "only the connecting side loops" not in text.lower()
+
+
+def test_direction_without_reconnection_does_not_claim_a_connecting_pub_loops():
+    r = run("direction", reconnect_ivl=0, duration=0.3)
+    assert r.summary["sides"]["conn_pub"]["cycles"] == 0
+    assert "no retry cycle" in r.findings[1] and "endless loop" not in "\n".join(r.findings)
+
+
+def test_disconnect_keeps_socket_refuses_a_reconnect_ivl_that_never_reconnects():
+    with pytest.raises(ValueError, match=r"reconnect_ivl must be in 1\.\.60000; got 0"):
+        run("disconnect-keeps-socket", reconnect_ivl=0)
+
+
 def test_backoff_doubles_exactly_and_the_value_is_the_real_wait():
     s = run("backoff", reconnect_ivl=100, reconnect_ivl_max=400, attempts=4).summary
     assert s["retried_values_ms"] == [100, 200, 400, 400]
@@ -124,6 +144,17 @@ def test_heartbeat_detects_a_paused_peer_between_timeout_and_timeout_plus_ivl():
     frozen = s["reconnect_to_frozen_peer"]
     assert frozen["connected_while_frozen"] and frozen["handshakes_while_frozen"] == 0
     assert frozen["handshake_after_resume_ms"] is not None
+
+
+def test_heartbeat_keepalive_is_called_undetected_only_when_the_window_covers_its_give_up_time():
+    short = run("heartbeat", duration=0.8)
+    assert not short.summary["compare"]["keepalive"]["detected"]
+    assert short.summary["keepalive"]["covered"] is False
+    assert "too short to tell" in short.findings[2] and "kernel answers" not in short.findings[2]
+    long = run("heartbeat", duration=3.0)
+    k = long.summary["keepalive"]
+    assert k["covered"] and k["window_s"] >= k["gives_up_s"] + 0.5  # 1 s idle + 1 s x 1 probe = 2 s
+    assert not long.summary["compare"]["keepalive"]["detected"] and "kernel answers" in long.findings[2]
 
 
 def test_heartbeat_off_never_detects_a_paused_peer():
@@ -190,6 +221,21 @@ def test_bind_failed_reports_the_errno():
     s = run("bind-failed").summary
     assert s["in_use"]["event"] == "BIND_FAILED" and s["in_use"]["value"] == 98  # EADDRINUSE
     assert s["foreign"]["value"] == 99 and s["holder_unaffected"]  # EADDRNOTAVAIL
+
+
+def test_bind_failed_on_an_address_of_this_machine_says_it_bound_and_uses_a_random_port():
+    r = run("bind-failed", foreign_address="127.0.0.1")
+    fo = r.summary["foreign"]
+    assert fo["error"] is None and fo["event"] is None
+    assert fo["bound"].startswith("tcp://127.0.0.1:") and not fo["bound"].endswith(":5555")
+    assert "bind succeeded" in r.findings[1] and "that address is on this machine" in r.findings[1]
+    assert "raised" not in r.findings[1]
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "::"])
+def test_bind_failed_refuses_a_wildcard_address_and_says_what_is_allowed(address):
+    with pytest.raises(ValueError, match=r"must not be a wildcard.*192\.0\.2\.1.*127\.0\.0\.1"):
+        run("bind-failed", foreign_address=address)
 
 
 def test_results_serialise_to_json_with_the_documented_keys():

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 import zmq
+from conftest import children_of
 
 from zlab.shutdown import isolation_demo, safe_shutdown, term_hang_demo
 
@@ -90,3 +97,49 @@ def test_demo_arguments_are_checked():
         term_hang_demo("prayer")
     with pytest.raises(ValueError, match="freeze must be 'monitor' or 'linger'"):
         isolation_demo("ice")
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (a reaped or zombie process can hold nothing)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return False
+
+
+def _zmq_threads(pid: int) -> int:
+    try:
+        return sum(1 for tid in os.listdir(f"/proc/{pid}/task")
+                   if open(f"/proc/{pid}/task/{tid}/comm").read().startswith("ZMQbg"))
+    except OSError:
+        return 0
+
+
+def test_demo_child_stuck_in_term_dies_with_its_parent():
+    # A parent process runs term_hang_demo("none") (its child hangs in ctx.term() for 60 s), then is SIGKILLed.
+    code = "from zlab.shutdown import term_hang_demo; term_hang_demo('none', hang_after_s=60, timeout_s=60)"
+    parent = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    child = None
+    try:
+        deadline = time.monotonic() + 20
+        while child is None and time.monotonic() < deadline:
+            found = [pid for pid in children_of(parent.pid) if _zmq_threads(pid)]  # it has a context now
+            child = found[0] if found else None
+            time.sleep(0.05)
+        assert child is not None, "the demo's child never started a ZeroMQ context"
+        time.sleep(1.0)  # it reaches ctx.term() within a few ms of its first CONNECT_RETRIED
+        assert _alive(child), "the child should still be hanging in term() (hang_after_s=60)"
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(5)
+        gone_by = time.monotonic() + 3.0
+        while _alive(child) and time.monotonic() < gone_by:
+            time.sleep(0.05)
+        assert not _alive(child), "the demo's child outlived its SIGKILLed parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(5)
+        if child is not None and _alive(child):
+            os.kill(child, signal.SIGKILL)

@@ -2,16 +2,21 @@
 
 Each sub-command is one ``_cmd_*`` function plus its ``_add_*`` parser
 function, registered in :data:`COMMANDS`. A user mistake raises
-:class:`UsageError` (or ``ValueError`` from the library): one line on stderr,
-exit status 2, no traceback, nothing left running.
+:class:`UsageError`: one line on stderr, exit status 2, no traceback, nothing
+left running. The library's validators raise ``ValueError``; a command turns
+those into :class:`UsageError` only around the checks of the user's input
+(``with _user_input():``). Any other exception during a run is a bug: one line
+``zlab: internal error: ...``, exit status 1 (the traceback with ZLAB_DEBUG=1).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 __all__ = ["UsageError", "main"]
 
@@ -27,6 +32,18 @@ def _one_line(exc: BaseException) -> str:
 
 class UsageError(ValueError):
     """A mistake in the command line: reported in one line, exit status 2."""
+
+
+@contextlib.contextmanager
+def _user_input() -> Iterator[None]:
+    """Wrap the checks of what the user typed: a ``ValueError`` from the library's validators there is
+    the user's mistake and becomes :class:`UsageError` (exit 2). Elsewhere a ``ValueError`` is a bug."""
+    try:
+        yield
+    except UsageError:
+        raise
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -148,6 +165,8 @@ class _Progress:
         self.shown = False
         self._started = time.monotonic()
         self._stop = threading.Event()
+        self._stopped = False
+        self._stop_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="zlab-progress", daemon=True)
 
     def count(self, _event: object = None) -> None:
@@ -181,18 +200,32 @@ class _Progress:
             if self._stop.wait(0.1 if tty else 3600):
                 return
 
-    def stop(self) -> None:
+    def stop(self, done: bool = True) -> None:
+        """End the progress line, once (later calls do nothing). ``done``: the work finished, say
+        'done in X s'; otherwise (failed, Ctrl-C) only clear a spinner line: the error line follows."""
         import time
 
+        with self._stop_lock:
+            if self._stopped:
+                return
+            self._stopped = True
         self._stop.set()
-        self._thread.join(1.0)
-        if self.shown:
-            tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-            elapsed = time.monotonic() - self._started
-            end = "\r\033[K" if tty else ""
-            events = f" ({self.events} events)" if self.events else ""
-            self.stream.write(f"{end}zlab: {self.label}: done in {elapsed:.1f} s{events}\n")
+        if self._thread.is_alive():
+            self._thread.join(1.0)
+        if not self.shown:
+            return
+        tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        elapsed = time.monotonic() - self._started
+        end = "\r\033[K" if tty else ""
+        events = f" ({self.events} events)" if self.events else ""
+        try:
+            if done:
+                self.stream.write(f"{end}zlab: {self.label}: done in {elapsed:.1f} s{events}\n")
+            elif end:
+                self.stream.write(end)
             self.stream.flush()
+        except (OSError, ValueError):
+            pass
 
 
 def _json_default(value: object) -> object:
@@ -241,8 +274,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from .scenarios import get
 
-    sc = get(args.name)  # ValueError lists the known scenarios
-    overrides = _settings_from_args(sc, args.sets, args.duration)
+    with _user_input():
+        sc = get(args.name)  # ValueError lists the known scenarios
+        overrides = _settings_from_args(sc, args.sets, args.duration)
     if args.rows < 0:
         raise UsageError(f"--rows must be >= 0; got {args.rows}")
     for option, path in (("--jsonl", args.jsonl), ("--plot", args.plot)):
@@ -251,18 +285,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
     plot_result = None
     if args.plot:
         try:
-            from .plot import plot_result
+            from .plot import check_suffix, plot_result
         except ImportError as exc:
             raise UsageError(f"--plot is not available here ({exc}); install matplotlib, or drop --plot") from None
+        with _user_input():
+            check_suffix(args.plot)  # before the run, not after it
     progress = _Progress(f"running {sc.name}").start()
+    finished = False
     try:
         result = sc.run(on_event=progress.count, **overrides)
+        finished = True
+    except ValueError as exc:
+        # A scenario may check a setting in its body ("foreign_address must be ..."): the user's mistake
+        # when the message starts with a setting the user gave; any other ValueError is a bug.
+        if str(exc).split(" ", 1)[0] not in overrides:
+            raise
+        raise UsageError(str(exc)) from None
     except (RuntimeError, OSError) as exc:
-        progress.stop()
+        progress.stop(done=False)
         print(f"zlab: {sc.name} failed: {_one_line(exc)}", file=sys.stderr)
         return 1
     finally:
-        progress.stop()
+        progress.stop(done=finished)
     if args.json:
         print(json.dumps(result.to_json(), default=_json_default))
     else:
@@ -301,10 +345,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
         done["n"] += 1
         progress.label = f"checking the manual's claims ({done['n']}/{len(scenarios)}: {name})"
 
+    finished = False
     try:
         report = check(on_progress=step)
+        finished = True
     finally:
-        progress.stop()
+        progress.stop(done=finished)
     if args.json:
         print(json.dumps(report.to_json(), default=_json_default))
     else:
@@ -381,7 +427,10 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     endpoint = parse_endpoint(args.endpoint)
     if not 0 < args.duration <= 3600:
         raise UsageError(f"--duration is in seconds and must be in (0, 3600]; got {args.duration:g}")
-    options = _probe_options(args.sets)
+    with _user_input():
+        options = _probe_options(args.sets)
+    if endpoint.startswith("tcp://[") and "ipv6" not in options:
+        options["ipv6"] = 1  # libzmq resolves an IPv6 literal only on a socket with ZMQ_IPV6 set (zmq_setsockopt)
     lock = threading.Lock()
 
     def show(ev) -> None:  # on the EventLog's dispatcher thread, as events arrive
@@ -389,13 +438,15 @@ def _cmd_probe(args: argparse.Namespace) -> int:
             print(format_event(ev), flush=True)
 
     with Lab() as lab:
-        sock = lab.socket(args.kind, "probe", **options)
+        with _user_input():  # libzmq refuses one of the user's options (EINVAL): exit 2
+            sock = lab.socket(args.kind, "probe", **options)
         with lock:
             print(f"zlab probe: a {args.kind} socket connects to {endpoint} for {args.duration:g} s "
                   "(Ctrl-C to stop); its monitor events as they happen:", flush=True)
             print(HEADER, flush=True)
         lab.log.subscribe(show)
-        lab.connect(sock, endpoint)  # a malformed endpoint raises ValueError: exit 2
+        with _user_input():  # libzmq refuses the user's endpoint (e.g. an ipc path too long): exit 2
+            lab.connect(sock, endpoint)
         started = time.monotonic()
         try:
             threading.Event().wait(args.duration)
@@ -406,6 +457,9 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     shaken = sum(1 for ev in events if ev.event == "HANDSHAKE_SUCCEEDED")
     failed = [ev for ev in events if ev.event.startswith("HANDSHAKE_FAILED")]
     retries = sum(1 for ev in events if ev.event == "CONNECT_RETRIED")
+    # A refused or failed TCP/ipc attempt logs CLOSED (tcp also CONNECT_DELAYED first) before each
+    # CONNECT_RETRIED; an address that never resolves logs CONNECT_RETRIED alone: no connect() happened.
+    attempted = any(ev.event in ("CONNECT_DELAYED", "CLOSED") for ev in events)
     with lock:
         print()
         print(f"in {elapsed:.1f} s: {counts_line(events)}")
@@ -417,6 +471,10 @@ def _cmd_probe(args: argparse.Namespace) -> int:
         elif any(ev.event == "CONNECTED" for ev in events):
             print("verdict: the TCP connection was accepted but no handshake completed: the peer is hung, "
                   "busy, or not ZeroMQ (CONNECTED is not proof of life).")
+        elif retries and not attempted:
+            print(f"verdict: the address never resolved, so no connection was attempted ({retries} "
+                  "CONNECT_RETRIED, no CONNECT_DELAYED or CLOSED): check the host name (DNS, /etc/hosts), "
+                  "or set ipv6=1 for an IPv6 address.")
         elif retries:
             print(f"verdict: nobody accepted the connection ({retries} attempts refused or failed).")
         else:
@@ -445,6 +503,7 @@ def _cmd_admin(args: argparse.Namespace) -> int:
     from .admin import request
     from .connections import format_table
 
+    endpoint = parse_endpoint(args.endpoint)
     cmd = _ADMIN_ACTIONS[args.action]
     if cmd in ("disconnect", "reconnect") and not args.arg:
         raise UsageError(f"{args.action} needs the endpoint to act on: zlab admin ENDPOINT {args.action} tcp://HOST:PORT")
@@ -457,7 +516,11 @@ def _cmd_admin(args: argparse.Namespace) -> int:
         message["endpoint"] = args.arg
     if args.socket:
         message["socket"] = args.socket
-    reply = request(args.endpoint, message, timeout=args.timeout)
+    try:
+        reply = request(endpoint, message, timeout=args.timeout)
+    except ValueError as exc:  # libzmq refused the endpoint, or the answer is not a zlab admin reply
+        print(f"zlab: admin error: {_one_line(exc)}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(reply, indent=2))
     if args.json or not reply.get("ok"):
@@ -506,11 +569,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        if not args.command:
-            parser.print_help()
+        if not args.command:  # like argparse's own usage errors: help on stderr, exit 2
+            parser.print_help(sys.stderr)
             return 2
         return COMMANDS[args.command][1](args)
-    except (UsageError, ValueError) as exc:
+    except UsageError as exc:
         print(f"zlab: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except TimeoutError as exc:
@@ -519,6 +582,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("zlab: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not the user's mistake: say so, in one line
+        if os.environ.get("ZLAB_DEBUG") == "1":
+            import traceback
+
+            traceback.print_exc()
+        print(f"zlab: internal error: {type(exc).__name__}: {_one_line(exc)} (please report; "
+              "ZLAB_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -41,6 +41,7 @@ __all__ = [
     "MechanismMismatch",
     "bind_conflict",
     "mechanism_mismatch",
+    "own_reaction",
     "refused_ports",
     "send_garbage",
 ]
@@ -79,7 +80,8 @@ class Garbage:
     ``reply`` is what the socket sent back (its ZMTP greeting, 10 bytes or
     more); ``closed_by_server`` says whether it hung up on us (else we closed
     after ``hold`` s); ``events`` are the target's events from the fault on;
-    ``reaction`` is the first handshake-failure or DISCONNECTED among them.
+    ``accepted`` is the target's ACCEPTED for our connection (value: its fd);
+    ``reaction`` is our connection's handshake end (see :func:`own_reaction`).
     """
 
     socket: str
@@ -88,13 +90,11 @@ class Garbage:
     reply: bytes
     closed_by_server: bool
     events: list[Event] = field(default_factory=list)
+    accepted: Event | None = None
 
     @property
     def reaction(self) -> Event | None:
-        for ev in self.events:
-            if ev.event in _HANDSHAKE_END:
-                return ev
-        return None
+        return own_reaction(self.events, self.accepted)
 
     def __str__(self) -> str:
         r = self.reaction
@@ -146,6 +146,59 @@ class MechanismMismatch:
                 + (f", {self.code_name} (0x{self.code:08x})" if self.code is not None else ""))
 
 
+_HANDSHAKE_DONE = tuple(name for name in _HANDSHAKE_END if name != "DISCONNECTED")
+
+
+def own_reaction(events: list[Event], accepted: Event | None) -> Event | None:
+    """The handshake end of the connection ``accepted`` announced, in one bound socket's ``events``.
+
+    A late DISCONNECTED (or handshake failure) of an *earlier* connection can be
+    logged after a new fault's mark, so the first handshake-end event is not
+    necessarily ours. libzmq's I/O thread (one per Lab context) emits ACCEPTED,
+    then for that connection a HANDSHAKE_* event immediately followed by its
+    DISCONNECTED (value: the fd) -- ``stream_engine_base_t::error`` in libzmq
+    4.3.5. So: only events after ``accepted`` count; a DISCONNECTED of another
+    fd, and the handshake event just before it, belong to another connection.
+    Returns our HANDSHAKE_* event, else our DISCONNECTED, else None.
+    ``accepted`` None (a target outside the Lab): None.
+    """
+    if accepted is None:
+        return None
+    later = [ev for ev in events if not ev.is_marker]
+    try:
+        later = later[later.index(accepted) + 1:]
+    except ValueError:
+        later = [ev for ev in later if ev.t > accepted.t]
+    pending: Event | None = None  # a handshake end whose DISCONNECTED is not seen yet
+    for ev in later:
+        if ev.event in _HANDSHAKE_DONE:
+            pending = ev
+        elif ev.event == "DISCONNECTED":
+            if ev.value == accepted.value:
+                return pending or ev
+            pending = None  # that handshake end (if any) was another connection's
+    return pending
+
+
+def _await_own_end(lab: Lab, label: str, mark: Event, timeout: float) -> Event | None:
+    """Wait (up to ``timeout`` s) for our connection's ACCEPTED, then its DISCONNECTED; return the ACCEPTED."""
+    deadline = time.monotonic() + timeout
+    try:
+        accepted = lab.wait_for("ACCEPTED", label, since=mark.t, timeout=timeout)
+    except TimeoutError:
+        return None
+    n = 1
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            ev = lab.wait_for("DISCONNECTED", label, since=accepted.t, count=n, timeout=left)
+        except TimeoutError:
+            break
+        if ev.value == accepted.value:
+            break
+        n += 1
+    return accepted
+
+
 def _free_name(lab: Lab, base: str) -> str:
     if base not in lab.sockets:
         return base
@@ -192,7 +245,9 @@ def send_garbage(lab: Lab, target: Any, data: bytes = HTTP_REQUEST, *, hold: flo
     ``target`` is the bound socket's name, the socket, a bind Peer, or its
     endpoint. The client reads what the socket sends back for ``hold``
     seconds (or until it hangs up), closes, then waits up to ``timeout`` s for
-    a handshake failure or DISCONNECTED on the target. Marks ``FAULT garbage
+    the target's ACCEPTED of this connection and the DISCONNECTED carrying its
+    fd, so a late event of an earlier connection is never taken for the
+    reaction (see :func:`own_reaction`). Marks ``FAULT garbage
     -> NAME``. Measured (libzmq 4.3.5): :data:`HTTP_REQUEST` gives
     HANDSHAKE_FAILED_NO_DETAIL (EPIPE) + DISCONNECTED once we close;
     :data:`BAD_GREETING` gives HANDSHAKE_FAILED_PROTOCOL (mechanism mismatch)
@@ -223,13 +278,11 @@ def send_garbage(lab: Lab, target: Any, data: bytes = HTTP_REQUEST, *, hold: flo
                 break
             reply += chunk
     events: list[Event] = []
+    accepted: Event | None = None
     if label:
-        try:
-            lab.wait_for(_HANDSHAKE_END, label, since=mark.t, timeout=timeout)
-        except TimeoutError:
-            pass
+        accepted = _await_own_end(lab, label, mark, timeout)
         events = lab.events(label, since=mark.t)
-    return Garbage(label, endpoint, bytes(data), reply, closed_by_server, events)
+    return Garbage(label, endpoint, bytes(data), reply, closed_by_server, events, accepted)
 
 
 def bind_conflict(lab: Lab, target: Any, *, kind: str = "PUB", name: str | None = None,

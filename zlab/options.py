@@ -64,7 +64,8 @@ OPTIONS: dict[str, OptionSpec] = {
         _spec("heartbeat_ttl", "ms", 0, 0, 6553599,
               "ask the peer to time us out after N ms of silence; sent in deciseconds, so at most 6553.5 s"),
         _spec("reconnect_ivl", "ms", 100, -1, None,
-              "wait before reconnecting; -1 = never reconnect (ZMQ_RECONNECT_IVL)"),
+              "wait before reconnecting; 0 or -1 = never reconnect (measured 4.3.5; the manual "
+              "documents only -1) (ZMQ_RECONNECT_IVL)"),
         _spec("reconnect_ivl_max", "ms", 0, 0, None,
               "cap of exponential backoff; 0 = no backoff, each wait is reconnect_ivl plus jitter"),
         _spec("reconnect_stop", "flags", 0, 0, 7,

@@ -247,8 +247,11 @@ def _lane_of(ev: Event, index: Mapping[tuple[str, str], int]) -> int:
     return index[(ev.socket, "")] if lane is None else lane
 
 
-def _timeline_height(lanes: int) -> float:
-    return max(2.6, 1.3 + 0.62 * lanes)
+def _timeline_height(lanes: int, evs: Iterable[Event] = ()) -> float:
+    """Figure height (inches) for a timeline: its lanes, and room for its longest marker label (drawn
+    rotated inside the plot area, at most ~61 characters of 7.5 pt, about 0.055 inch each)."""
+    longest = max((min(len(ev.detail or ev.event) + 6, 61) for ev in evs if ev.is_marker), default=0)
+    return max(2.6, 1.3 + 0.62 * lanes, 1.1 + 0.055 * longest)
 
 
 # -- timeline ---------------------------------------------------------------------------------
@@ -285,7 +288,7 @@ def timeline(
     evs = _sorted(events)
     labels, index = _lanes(evs, max_lanes)
     if ax is None:
-        fig = _new_figure(11.0, _timeline_height(len(labels)))
+        fig = _new_figure(11.0, _timeline_height(len(labels), evs))
         ax = fig.add_subplot()
     else:
         fig = ax.figure
@@ -388,9 +391,13 @@ def _draw_timeline(ax: Axes, evs: list[Event], labels: list[str], index: dict, m
         for t, texts in labelled:
             text = texts[0] if len(texts) == 1 else f"{texts[0]} (+{len(texts) - 1})"
             text = text if len(text) <= 60 else text[:59] + "…"
-            ax.text(t, 0.985, f" {text}", transform=ax.get_xaxis_transform(), rotation=90, ha=side,
-                    va="top", fontsize=7.5, color=color, gid=f"zlab-marker-label:{kind}",
-                    bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.7})
+            # A label inside the plot area: clipped to it and left out of the layout, or a long label on
+            # a short (one-lane) timeline makes constrained layout collapse the axes to nothing.
+            label = ax.text(t, 0.985, f" {text}", transform=ax.get_xaxis_transform(), rotation=90, ha=side,
+                            va="top", fontsize=7.5, color=color, gid=f"zlab-marker-label:{kind}", clip_on=True,
+                            bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none",
+                                  "alpha": 0.7})
+            label.set_in_layout(False)
         more = len(found) - sum(len(texts) for _, texts in labelled)
         suffix = f" ({len(found)})" if len(found) > 1 else ""
         extra.append(Line2D([], [], color=color, linestyle=style, linewidth=1.4,
@@ -721,6 +728,25 @@ def _combo_label(ivl: int, timeout: int) -> str:
 
 
 # -- saving and the command line -------------------------------------------------------------------------
+def check_suffix(path: str | os.PathLike[str], supported: Mapping[str, str] | None = None) -> str:
+    """The format :func:`save` would write ``path`` in (its suffix, lower case, no dot), checked before
+    any drawing (``zlab run --plot`` calls it before running the scenario).
+
+    ``supported`` defaults to the formats matplotlib writes (``FigureCanvasBase.get_supported_filetypes()``:
+    png, svg, pdf, eps, jpg...). Raises ``ValueError`` naming the suffix and listing the supported ones.
+    """
+    if supported is None:
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        supported = FigureCanvasBase.get_supported_filetypes()
+    target = Path(path)
+    suffix = target.suffix.lower().lstrip(".")
+    if suffix not in supported:
+        raise ValueError(f"cannot save {str(target)!r}: the suffix decides the format and matplotlib writes "
+                         f"{', '.join('.' + s for s in sorted(supported))}; got {target.suffix or 'no suffix'!r}")
+    return suffix
+
+
 def save(fig: Figure | Plot, path: str | os.PathLike[str], *, dpi: int = 120) -> Path:
     """Write a figure (or a :class:`Plot`) to ``path``; the format follows the suffix (.png, .svg, .pdf...).
 
@@ -730,11 +756,7 @@ def save(fig: Figure | Plot, path: str | os.PathLike[str], *, dpi: int = 120) ->
     """
     figure = fig.fig if isinstance(fig, Plot) else fig
     target = Path(path)
-    suffix = target.suffix.lower().lstrip(".")
-    supported = figure.canvas.get_supported_filetypes()
-    if suffix not in supported:
-        raise ValueError(f"cannot save {str(target)!r}: the suffix decides the format and matplotlib writes "
-                         f"{', '.join('.' + s for s in sorted(supported))}; got {target.suffix or 'no suffix'!r}")
+    check_suffix(target, figure.canvas.get_supported_filetypes())
     if not target.parent.is_dir():
         raise FileNotFoundError(f"cannot save {str(target)!r}: folder {str(target.parent)!r} does not exist; "
                                 "create it first")
@@ -814,7 +836,7 @@ def plot_result(result: Any, path: str | os.PathLike[str] | None = None, *, kind
                          "use kind='timeline' or 'intervals'")
 
     labels, _ = _lanes(events)
-    heights = {"timeline": _timeline_height(len(labels)), "intervals": 3.8, "detection": 4.0}
+    heights = {"timeline": _timeline_height(len(labels), events), "intervals": 3.8, "detection": 4.0}
     fig = _new_figure(11.0, sum(heights[p] for p in panels))
     axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=[heights[p] for p in panels])[:, 0]
     for panel, ax in zip(panels, axes):

@@ -523,7 +523,9 @@ _TTL = ("heartbeat_ttl", 3000, "ask the peer to drop us after 3 s of silence eve
 _BACKOFF = [
     ("reconnect_ivl", 100, "first retry after 100 ms: a restarted peer is found fast"),
     ("reconnect_ivl_max", 5000, "back off exponentially (100, 200, 400 ... 5000 ms; exact doubling in libzmq "
-                                "4.3.5) so a dead peer costs one attempt per 5 s, not ~7 per s: no retry storm"),
+                                "4.3.5) so a dead peer costs one attempt per 5 s, not ~7 per s: no retry storm on a "
+                                "direct connection. Through a TCP relay or load balancer each accepted connect "
+                                "resets the backoff, so waits stay at reconnect_ivl: cap retries there (measured)"),
     ("connect_timeout", 2000, "give up a TCP connect after 2 s when the host does not answer (firewall, "
                               "partition) instead of the kernel's ~2 min of SYN retries"),
     ("handshake_ivl", 3000, "drop a TCP connection that never completes ZMTP after 3 s (a frozen peer's kernel "

@@ -309,7 +309,19 @@ def _run_child(args: dict[str, Any], timeout_s: float, hang_after_s: float | Non
     With ``hang_after_s``, the child is killed if it has not exited that long after it printed
     ``terminating`` (so a slow start on a loaded machine is not mistaken for a hang).
     """
-    code = f"from zlab.shutdown import _child_main; _child_main({json.dumps(args)!r})"
+    # The child must never outlive this process (a child stuck in term() would stay forever): it asks
+    # for SIGKILL on our death (PR_SET_PDEATHSIG) before importing anything, then checks its parent is
+    # still us to close the race; _child_main adds a getppid() watchdog. PDEATHSIG fires when the
+    # spawning *thread* exits: this thread waits for the child, so it outlives it.
+    args = {**args, "parent": os.getpid()}
+    code = ("import ctypes, os, signal\n"
+            "try:\n"
+            "    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG\n"
+            "except (OSError, AttributeError):\n"
+            "    pass\n"
+            f"if os.getppid() != {os.getpid()}:\n"
+            "    os._exit(3)\n"
+            f"from zlab.shutdown import _child_main; _child_main({json.dumps(args)!r})\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, close_fds=True, env=_child_env(), cwd=_PACKAGE_DIR)
     lines: list[str] = []
@@ -438,8 +450,22 @@ def _emit(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def _watch_parent(parent: int, interval_s: float = 0.2) -> None:  # pragma: no cover - in a child process
+    """Exit as soon as ``parent`` is gone (we are re-parented): a second guard besides PDEATHSIG, for
+    systems without prctl. A daemon thread; ``os._exit`` because the main thread may be stuck in term()."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval_s)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="zlab-parent-watchdog", daemon=True).start()
+
+
 def _child_main(raw: str) -> None:  # pragma: no cover - runs in a child process
     args = json.loads(raw)
+    if "parent" in args:
+        _watch_parent(int(args["parent"]))
     try:
         if args["demo"] == "term":
             _child_term(args)

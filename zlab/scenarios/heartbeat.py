@@ -11,7 +11,10 @@ normally, ZMQ_HEARTBEAT_IVL if it is set"). Sockets:
 * ``hb_default`` -- the same HEARTBEAT_IVL with HEARTBEAT_TIMEOUT left at its default
   (``compare``);
 * ``keepalive`` -- no heartbeats, aggressive TCP keepalive (1 s idle, 1 s
-  interval, 1 probe) for comparison (``compare``).
+  interval, 1 probe) for comparison (``compare``). Had its probes gone
+  unanswered, it would drop the connection idle + 1 s after the last traffic
+  (tcp(7)); the finding claims "not detected" only when the window covered
+  that, else it says the window was too short to tell.
 
 After ``hb`` gives up on the frozen peer it reconnects: the peer's kernel
 accepts the connection (CONNECTED), but no HANDSHAKE_SUCCEEDED comes until the
@@ -35,6 +38,26 @@ def _disconnected_by(lab: Lab, name: str, since: float, deadline: float):
         return lab.wait_for("DISCONNECTED", name, since=since, timeout=max(0.0, deadline - time.monotonic()))
     except TimeoutError:
         return None
+
+
+#: Scheduling slack allowed on timing comparisons in findings, in seconds (2 shared cores).
+SLACK_S = 0.1
+
+
+def _keepalive_window(lab: Lab, s: dict[str, Any], deadline: float) -> dict[str, Any]:
+    """How long the ``keepalive`` socket was watched after its last traffic, vs when keepalive could give up.
+
+    Its last traffic is its handshake (it sends nothing after). With 1 probe
+    1 s apart, Linux drops an unanswered connection idle + 1 s after that
+    (tcp(7): TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT). Seconds throughout.
+    """
+    idle = max(1, s["tcp_keepalive_idle"])
+    gives_up = idle + 1
+    last = lab.events("keepalive", "HANDSHAKE_SUCCEEDED")[-1].t
+    window = round(deadline - lab.log.t0 - last, 3)
+    need = gives_up + 0.5  # half a second of margin for timer granularity and a loaded machine
+    return {"idle_s": idle, "gives_up_s": gives_up, "window_s": window, "covered": window >= need,
+            "needs_duration_s": round(s["duration"] + max(0.0, need - window) + 0.05, 1)}
 
 
 @scenario(
@@ -110,6 +133,7 @@ def heartbeat(lab: Lab, s: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         "heartbeat_timeout_default_reads": default_timeout_reads,
         "compare": {name: {"detected": ev is not None, "detection_s": seconds(ev)}
                     for name, ev in detected.items() if name != "hb"},
+        "keepalive": _keepalive_window(lab, s, deadline) if "keepalive" in clients else None,
         "reconnect_to_frozen_peer": reconnect,
     }
     findings = []
@@ -127,18 +151,34 @@ def heartbeat(lab: Lab, s: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                         f"{s['duration']:g} s.")
     if "hb_default" in summary["compare"]:
         d = summary["compare"]["hb_default"]
-        findings.append(f"HEARTBEAT_TIMEOUT left at its default (getsockopt reads {default_timeout_reads}; the manual "
-                        f"says 0, meaning HEARTBEAT_IVL): detected after {d['detection_s']} s"
-                        + (f", i.e. the timeout was the interval ({ivl} ms)." if d["detected"] else "."))
+        head = (f"HEARTBEAT_TIMEOUT left at its default (getsockopt reads {default_timeout_reads}; the manual "
+                "says 0, meaning HEARTBEAT_IVL): ")
+        if not d["detected"]:
+            findings.append(head + f"not detected within {s['duration']:g} s.")
+        else:
+            within = ivl / 1000 <= d["detection_s"] <= 2 * ivl / 1000 + SLACK_S
+            findings.append(head + f"detected after {d['detection_s']} s"
+                            + (f", within [ivl, 2 x ivl] (+{SLACK_S * 1000:.0f} ms slack): the timeout was the "
+                               f"interval ({ivl} ms)." if within else f", outside [ivl, 2 x ivl] for ivl={ivl} ms."))
     if "keepalive" in summary["compare"]:
-        k = summary["compare"]["keepalive"]
-        findings.append(f"TCP keepalive alone ({max(1, s['tcp_keepalive_idle'])} s idle, 1 s interval, 1 probe): "
-                        + (f"detected after {k['detection_s']} s." if k["detected"] else
-                           f"not detected in {s['duration']:g} s -- the frozen process's kernel answers the probes."))
+        k, w = summary["compare"]["keepalive"], summary["keepalive"]
+        head = f"TCP keepalive alone ({w['idle_s']} s idle, 1 s interval, 1 probe): "
+        if k["detected"]:
+            findings.append(head + f"detected after {k['detection_s']} s.")
+        elif w["covered"]:
+            findings.append(head + f"not detected in {s['duration']:g} s, {w['window_s']} s after its last traffic, "
+                            f"though with unanswered probes it drops a connection {w['gives_up_s']} s after it -- "
+                            "the frozen process's kernel answers the probes.")
+        else:
+            findings.append(head + f"not detected, but the window ({w['window_s']} s after its last traffic) was "
+                            f"too short to tell: it cannot drop a connection sooner than {w['gives_up_s']} s after "
+                            f"it. Run with duration >= {w['needs_duration_s']:g} s.")
     if reconnect.get("connected_while_frozen"):
+        after = reconnect.get("handshake_after_resume_ms")
         findings.append(f"hb then reconnected to the still-frozen peer: CONNECTED "
                         f"{reconnect['connected_after_detection_ms']:.0f} ms after the DISCONNECTED (the kernel "
-                        f"accepted), but {reconnect['handshakes_while_frozen']} HANDSHAKE_SUCCEEDED while frozen; the "
-                        f"handshake came {reconnect.get('handshake_after_resume_ms')} ms after resume. CONNECTED is "
-                        "not proof of life.")
+                        f"accepted), but {reconnect['handshakes_while_frozen']} HANDSHAKE_SUCCEEDED while frozen; "
+                        + (f"the handshake came {after} ms after resume." if after is not None else
+                           "no handshake came after resume either.")
+                        + (" CONNECTED is not proof of life." if reconnect["handshakes_while_frozen"] == 0 else ""))
     return summary, findings

@@ -108,9 +108,12 @@ def many_connections(lab: Lab, s: dict[str, Any]) -> tuple[dict[str, Any], list[
         f"{victim} was killed: the SUB logged DISCONNECTED {summary['disconnected_after_kill_ms']:.1f} ms later with "
         f"fd {disconnected.value} -- {victim}'s connection (fd {per_peer[victim]['fd']}), endpoint "
         f"{disconnected.endpoint}.",
-        f"Only that endpoint is retried ({', '.join(retried_eps) or 'none'}); the SUB stays open "
-        f"(sub.closed is {sub.closed}).",
-        "In the next {:g} s the others kept delivering to the same socket: {}.".format(
-            s["duration"], ", ".join(f"{n} {per_peer[n]['after_kill']} messages" for n in survivors)),
+        ("Only that endpoint is retried" if retried_eps == [disconnected.endpoint] else "Endpoints retried")
+        + f" ({', '.join(retried_eps) or 'none'}); the SUB stays open (sub.closed is {sub.closed}).",
+        "In the next {:g} s {}: {}.".format(
+            s["duration"],
+            "the others kept delivering to the same socket" if all(per_peer[n]["after_kill"] for n in survivors)
+            else "not every other peer delivered",
+            ", ".join(f"{n} {per_peer[n]['after_kill']} messages" for n in survivors)),
     ]
     return summary, findings

@@ -4,7 +4,8 @@ retry-loop: a PUB connects to a bound SUB; the SUB dies. The PUB's monitor
 shows DISCONNECTED (the fd of the TCP connection that ended), then the cycle
 CONNECT_RETRIED (the wait in ms) -> CONNECT_DELAYED (115, EINPROGRESS) ->
 CLOSED (the failed attempt's own fd) once per reconnect interval, for as long
-as nobody listens. Only the connecting side loops.
+as nobody listens. Only the connecting side loops. With reconnect_ivl 0 or -1
+there is no loop at all: libzmq 4.3.5 does not reconnect (measured).
 
 direction: the same failure twice, side by side -- PUB binding with a
 connecting SUB (the PUB sees one DISCONNECTED and is quiet), and PUB
@@ -40,6 +41,30 @@ def _loop_figures(events: list, duration: float) -> dict[str, Any]:
         "connect_delayed_values": sorted({ev.value for ev in events if ev.event == "CONNECT_DELAYED"}),
         "closed_fds": sorted({c.closed_fd for c in cycles}),
     }
+
+
+def _loop_findings(figures: dict[str, Any], ivl: int, duration: float, events: list) -> list[str]:
+    """What the connecting PUB did after DISCONNECTED, stated only as far as ``figures`` show it."""
+    if figures["cycles"] == 0:
+        seen = [ev.event for ev in events if not ev.is_marker and ev.event != "DISCONNECTED"]
+        why = (f" reconnect_ivl={ivl}: libzmq 4.3.5 does not reconnect at all with 0 or -1 (measured; the manual "
+               "documents only -1)." if ivl <= 0 else "")
+        return [f"Then no CONNECT_RETRIED -> CONNECT_DELAYED -> CLOSED cycle in {duration:g} s; after DISCONNECTED "
+                f"the PUB logged {', '.join(seen) or 'nothing'}.{why}"]
+    ivls = figures["retry_intervals_ms"]
+    delayed = figures["connect_delayed_values"]
+    in_jitter = all(ivl <= v < 2 * ivl for v in ivls)
+    return [
+        f"Then {figures['cycles']} full CONNECT_RETRIED -> CONNECT_DELAYED -> CLOSED cycles in {duration:g} s "
+        f"({figures['cycles_per_s']:g} per second) with nobody listening.",
+        f"Each failed attempt logged its own CLOSED: {figures['closed']} CLOSED for {figures['connect_delayed']} "
+        f"attempts, fds {figures['closed_fds']} (each attempt's new descriptor; a number repeats when it is "
+        "freed before the next attempt).",
+        f"CONNECT_RETRIED values (the wait before the next attempt, ms): {ivls[:8]}"
+        + (" -- reconnect_ivl plus random jitter, below 2 x reconnect_ivl." if in_jitter else "."),
+        (f"CONNECT_DELAYED's value was always {delayed[0]} (EINPROGRESS); the manual says 'unspecified'."
+         if delayed == [115] else f"CONNECT_DELAYED's values: {delayed}; the manual says 'unspecified'."),
+    ]
 
 
 @scenario(
@@ -80,23 +105,14 @@ def retry_loop(lab: Lab, s: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         "bound_side_events": sub_after,
         "bound_side_retries": bound_retries,
     }
-    ivls = figures["retry_intervals_ms"]
     findings = [
         f"DISCONNECTED on the PUB {summary['disconnected_after_fault_ms']:.1f} ms after the SUB died, value "
         f"{disconnected.value}: the fd of the TCP connection that ended (CONNECTED had reported fd "
         f"{connected.value}). pub.closed is {pub.closed}.",
-        f"Then {figures['cycles']} full CONNECT_RETRIED -> CONNECT_DELAYED -> CLOSED cycles in {s['duration']:g} s "
-        f"({figures['cycles_per_s']:g} per second) with nobody listening.",
-        f"Each failed attempt logged its own CLOSED: {figures['closed']} CLOSED for {figures['connect_delayed']} "
-        f"attempts, fds {figures['closed_fds']} (each attempt's new descriptor; the number repeats because it is "
-        "freed before the next attempt).",
-        f"CONNECT_RETRIED values (the wait before the next attempt, ms): {ivls[:8]}"
-        + (" -- reconnect_ivl plus random jitter, below 2 x reconnect_ivl." if ivls and
-           all(s["reconnect_ivl"] <= v < 2 * s["reconnect_ivl"] for v in ivls) else "."),
-        f"CONNECT_DELAYED's value was always {figures['connect_delayed_values']} (EINPROGRESS); the manual says "
-        "'unspecified'.",
-        f"The bound side logged {', '.join(sub_after) or 'nothing'} and no retry events: only the connecting "
-        "side loops.",
+        *_loop_findings(figures, s["reconnect_ivl"], s["duration"], pub_events),
+        f"The bound side logged {', '.join(sub_after) or 'nothing'}"
+        + (" and no retry events." if bound_retries == 0 else f", {bound_retries} of them retry events.")
+        + (" Only the connecting side loops." if bound_retries == 0 and figures["cycles"] else ""),
     ]
     return summary, findings
 
@@ -143,11 +159,17 @@ def direction(lab: Lab, s: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         }
     b, c = sides["bind_pub"], sides["conn_pub"]
     summary = {"duration_s": s["duration"], "sides": sides}
+    quiet = b["counts"] == {"DISCONNECTED": 1}
     findings = [
-        f"PUB binding: after its SUB died it logged {b['counts'] or 'nothing'} in {s['duration']:g} s -- one "
-        "DISCONNECTED, then silence; reconnecting is the SUB's job.",
-        f"PUB connecting: {c['counts']} in the same {s['duration']:g} s -- {c['cycles']} retry cycles "
-        f"({c['cycles_per_s']:g}/s), and it goes on for as long as the SUB stays away.",
-        "With many SUBs, each one that dies adds its own endless loop to a connecting PUB: PUB binds, SUB connects.",
+        f"PUB binding: after its SUB died it logged {b['counts'] or 'nothing'} in {s['duration']:g} s"
+        + (" -- one DISCONNECTED, then silence; reconnecting is the SUB's job." if quiet else "."),
+        f"PUB connecting: {c['counts']} in the same {s['duration']:g} s -- "
+        + (f"{c['cycles']} retry cycles ({c['cycles_per_s']:g}/s), and it goes on for as long as the SUB stays away."
+           if c["cycles"] else
+           "no retry cycle" + (f" (reconnect_ivl={s['reconnect_ivl']}: libzmq 4.3.5 does not reconnect with 0 or -1)."
+                               if s["reconnect_ivl"] <= 0 else ".")),
     ]
+    if quiet and c["cycles"]:
+        findings.append("With many SUBs, each one that dies adds its own endless loop to a connecting PUB: "
+                        "PUB binds, SUB connects.")
     return summary, findings
