@@ -116,6 +116,17 @@ class SerializedSocket(zmq.Socket):
             return super().close(linger)
 
     # -- blocking calls: attempt under the lock, wait outside it ------------------------
+    def _try_then_wait(self, attempt: Callable[[int], Any], flags: int, timeo_option: int) -> Any:
+        """One non-blocking try under the lock; if it would block and may, wait (see below) and retry.
+        (``send`` and ``recv`` inline this fast path: no closure on the hot path.)"""
+        with self.zlab_lock:
+            try:
+                return attempt(flags | _NOBLOCK)
+            except zmq.Again:
+                if flags & _NOBLOCK:
+                    raise
+        return self._wait_and_retry(attempt, flags, timeo_option)
+
     def _wait_and_retry(self, attempt: Callable[[int], Any], flags: int, timeo_option: int) -> Any:
         """The slow path of a blocking call: wait on ZMQ_FD without the lock, retry under it."""
         lock = self.zlab_lock
@@ -182,13 +193,7 @@ class SerializedSocket(zmq.Socket):
                 parts.append(_recv(self, rest, copy, track))
             return parts
 
-        with self.zlab_lock:
-            try:
-                return attempt(flags | _NOBLOCK)
-            except zmq.Again:
-                if flags & _NOBLOCK:
-                    raise
-        return self._wait_and_retry(attempt, flags, _RCVTIMEO)
+        return self._try_then_wait(attempt, flags, _RCVTIMEO)
 
     def send_multipart(self, msg_parts: Any, flags: int = 0, copy: bool = True, track: bool = False,
                        **kwargs: Any) -> Any:
@@ -208,13 +213,7 @@ class SerializedSocket(zmq.Socket):
             self._zlab_boundary.mid_send = False
             return result
 
-        with self.zlab_lock:
-            try:
-                return attempt(flags | _NOBLOCK)
-            except zmq.Again:
-                if flags & _NOBLOCK:
-                    raise
-        return self._wait_and_retry(attempt, flags, _SNDTIMEO)
+        return self._try_then_wait(attempt, flags, _SNDTIMEO)
 
     def recv_into(self, buffer: Any, /, *, nbytes: int = 0, flags: int = 0) -> int:
         base = super().recv_into
@@ -222,13 +221,7 @@ class SerializedSocket(zmq.Socket):
         def attempt(f: int) -> int:
             return base(buffer, nbytes=nbytes, flags=f)
 
-        with self.zlab_lock:
-            try:
-                return attempt(flags | _NOBLOCK)
-            except zmq.Again:
-                if flags & _NOBLOCK:
-                    raise
-        return self._wait_and_retry(attempt, flags, _RCVTIMEO)
+        return self._try_then_wait(attempt, flags, _RCVTIMEO)
 
     def poll(self, timeout: int | None = None, flags: int = zmq.POLLIN) -> int:
         """Like ``zmq.Socket.poll`` (``timeout`` in ms, None = forever), without holding the lock while waiting."""
